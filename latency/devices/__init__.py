@@ -1,0 +1,92 @@
+"""Devices: a name from devices.yaml bound to a backend. The API every other part of hwnas uses:
+
+    from hwnas.latency.devices import get_device
+    dev = get_device("cpu")
+    m = dev.measure(model, input_shape=(1, 3, 224, 224))     # torch module, or a .onnx/.tflite path
+    print(m.median, dev.fingerprint())
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hwnas.errors import HwnasError
+from hwnas.latency.devices.base import (Artifact, Backend, BackendOptions, OpTiming, fingerprint_key,
+                                        host_fingerprint)
+from hwnas.latency.devices.config import DeviceEntry, load_devices
+from hwnas.latency.devices.registry import backend_class, backend_names, register_backend
+from hwnas.latency.measure import Measurement
+
+__all__ = ["Artifact", "Backend", "BackendOptions", "Device", "OpTiming", "backend_names", "get_device",
+           "list_devices", "load_devices", "register_backend", "fingerprint_key", "host_fingerprint"]
+
+
+class Device:
+    """A named device: its backend instance plus the artifact preparation the backend needs."""
+
+    def __init__(self, entry: DeviceEntry):
+        self.name = entry.name
+        self.entry = entry
+        self.backend: Backend = backend_class(entry.backend)(entry.name, entry.options)
+        self._fingerprint: dict | None = None
+
+    @property
+    def artifact_format(self) -> str:
+        return self.backend.artifact_format
+
+    def check(self) -> None:
+        self.backend.check()
+
+    def fingerprint(self) -> dict:
+        if self._fingerprint is None:
+            self.backend.check()
+            fp = dict(self.backend.fingerprint())
+            fp.setdefault("device", self.name)
+            fp["key"] = fingerprint_key(fp)
+            self._fingerprint = fp
+        return self._fingerprint
+
+    def fingerprint_key(self) -> str:
+        return self.fingerprint()["key"]
+
+    def prepare(self, model: Any, input_shape=None) -> Artifact:
+        """A torch module (exported to this device's format, cached), a path to a model file, or an
+        Artifact already prepared. `input_shape` is a tuple, or for files "1x3x224x224" / "name=1x3x..".
+        """
+        from hwnas.latency.artifacts import prepare_artifact
+        return prepare_artifact(model, self.artifact_format, input_shape, device_name=self.name)
+
+    def measure(self, model: Any, input_shape=None, *, warmup: int = 10, runs: int = 50,
+                adaptive: bool = False, **protocol) -> Measurement:
+        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
+        self.backend.check()
+        return self.backend.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
+
+    def profile_ops(self, model: Any, input_shape=None, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
+        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
+        self.backend.check()
+        return self.backend.profile_ops(artifact, warmup=warmup, runs=runs)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r}, backend={self.entry.backend!r})"
+
+
+def list_devices(devices_file: str | os.PathLike | None = None) -> dict[str, DeviceEntry]:
+    return load_devices(devices_file)
+
+
+def get_device(name: str, devices_file: str | os.PathLike | None = None) -> Device:
+    entries = load_devices(devices_file)
+    if name not in entries:
+        raise HwnasError(f"unknown device {name!r}; known devices: {', '.join(sorted(entries))} "
+                         f"(add your own with --devices FILE or HWNAS_DEVICES)")
+    return Device(entries[name])

@@ -1,0 +1,85 @@
+"""devices.yaml: named devices -> backend + options, validated with each backend's pydantic model.
+
+Sources, later ones overriding earlier ones by name: the devices.yaml shipped with hwnas, then every
+file in $HWNAS_DEVICES (separated by os.pathsep), then --devices FILE.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from hwnas.errors import HwnasError
+from hwnas.latency.devices.base import BackendOptions
+from hwnas.latency.devices.registry import backend_class, backend_names
+
+
+@dataclass
+class DeviceEntry:
+    name: str
+    backend: str
+    options: BackendOptions
+    source: str  # the file it came from
+
+
+def builtin_devices_file() -> Path:
+    return Path(str(resources.files("hwnas").joinpath("devices.yaml")))
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise HwnasError(f"devices file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise HwnasError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HwnasError(f"{path}: expected a mapping of device names to settings, got {type(data).__name__}")
+    return data
+
+
+def parse_entries(data: dict, source: str) -> dict[str, DeviceEntry]:
+    entries = {}
+    for name, raw in data.items():
+        if not isinstance(raw, dict):
+            raise HwnasError(f"{source}: device {name!r}: expected a mapping with at least 'backend'")
+        raw = dict(raw)
+        backend = raw.pop("backend", None)
+        if backend is None:
+            raise HwnasError(f"{source}: device {name!r}: field 'backend' is missing "
+                             f"(one of: {', '.join(backend_names())})")
+        if backend not in backend_names():
+            raise HwnasError(f"{source}: device {name!r}: field 'backend': unknown backend {backend!r} "
+                             f"(one of: {', '.join(backend_names())})")
+        try:
+            options = backend_class(backend).Options(**raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            raise HwnasError(f"{source}: device {name!r}: field {field!r}: {err['msg']}") from None
+        entries[str(name)] = DeviceEntry(str(name), backend, options, source)
+    return entries
+
+
+def device_files(devices_file: str | os.PathLike | None = None) -> list[Path]:
+    files = [builtin_devices_file()]
+    env = os.environ.get("HWNAS_DEVICES", "")
+    files += [Path(p) for p in env.split(os.pathsep) if p.strip()]
+    if devices_file:
+        files.append(Path(devices_file))
+    return files
+
+
+def load_devices(devices_file: str | os.PathLike | None = None) -> dict[str, DeviceEntry]:
+    entries: dict[str, DeviceEntry] = {}
+    for path in device_files(devices_file):
+        entries.update(parse_entries(_read_yaml(path), str(path)))
+    return entries

@@ -1,0 +1,124 @@
+"""The measurement protocol: the only timing loop in hwnas.
+
+warm-up -> repeats (fixed, or adaptive until the 95% confidence interval of the median is within
+±rel_ci of it, or a time cap) -> a Measurement holding the raw samples and their statistics, in ms.
+Everything that times anything (every backend, the benchmarks, the emulated phone) calls `measure`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+STATISTICS = ("median", "mean", "std", "min", "max", "p10", "p90", "p95", "p99")
+
+
+@dataclass
+class Measurement:
+    """Latency figures in milliseconds. `samples_ms` holds the raw per-run times when known
+    (a phone's benchmark_model reports only its summary; then `samples_ms` is empty)."""
+
+    median: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    p10: float
+    p90: float
+    p95: float
+    p99: float
+    count: int
+    warmup: int = 0
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+    stopped_by: str = "runs"  # "runs", "converged" (adaptive CI reached) or "time_cap"
+
+    @classmethod
+    def from_samples(cls, samples_ms, warmup: int = 0, stopped_by: str = "runs") -> "Measurement":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.size == 0:
+            raise ValueError("no samples")
+        p10, p90, p95, p99, med = np.percentile(a, [10, 90, 95, 99, 50])
+        return cls(median=float(med), mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                   min=float(a.min()), max=float(a.max()), p10=float(p10), p90=float(p90), p95=float(p95),
+                   p99=float(p99), count=int(a.size), warmup=warmup, samples_ms=[float(x) for x in a],
+                   stopped_by=stopped_by)
+
+    def stat(self, name: str) -> float:
+        if name not in STATISTICS:
+            raise ValueError(f"unknown statistic {name!r}; choose from {', '.join(STATISTICS)}")
+        return float(getattr(self, name))
+
+    def to_dict(self, samples: bool = True) -> dict:
+        d = {k: getattr(self, k) for k in STATISTICS}
+        d.update(count=self.count, warmup=self.warmup, stopped_by=self.stopped_by)
+        if samples:
+            d["samples_ms"] = list(self.samples_ms)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Measurement":
+        return cls(**{k: d[k] for k in STATISTICS}, count=int(d["count"]), warmup=int(d.get("warmup", 0)),
+                   samples_ms=list(d.get("samples_ms", [])), stopped_by=d.get("stopped_by", "runs"))
+
+
+def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
+    """Half-width of a distribution-free ~95% confidence interval of the median (order statistics)."""
+    n = samples.size
+    if n < 5:
+        return math.inf
+    s = np.sort(samples)
+    k = z * math.sqrt(n) / 2.0
+    lo = max(int(math.floor(n / 2.0 - k)), 0)
+    hi = min(int(math.ceil(n / 2.0 + k)), n - 1)
+    return float(s[hi] - s[lo]) / 2.0
+
+
+def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
+            rel_ci: float = 0.01, min_runs: int = 10, max_runs: int = 2000, time_cap_s: float = 60.0,
+            on_sample: Callable[[int, float], None] | None = None) -> Measurement:
+    """Time `fn()` (which must do one complete inference with inputs made beforehand).
+
+    Fixed mode runs exactly `runs` timed calls. Adaptive mode keeps going until the 95% CI of the
+    median is within ±rel_ci of the median (after at least `min_runs`), `max_runs`, or `time_cap_s`.
+    """
+    if warmup < 0 or runs < 1:
+        raise ValueError("warmup must be >= 0 and runs >= 1")
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    samples: list[float] = []
+    append = samples.append
+    stopped_by = "runs"
+    if not adaptive:
+        for _ in range(runs):
+            t0 = clock()
+            fn()
+            append((clock() - t0) * 1e-6)
+        if on_sample is not None:
+            for i, s in enumerate(samples):
+                on_sample(i, s)
+    else:
+        deadline = time.monotonic() + time_cap_s
+        check_every = 5
+        while True:
+            t0 = clock()
+            fn()
+            append((clock() - t0) * 1e-6)
+            n = len(samples)
+            if on_sample is not None:
+                on_sample(n - 1, samples[-1])
+            if n >= max_runs:
+                stopped_by = "runs"
+                break
+            if n >= max(min_runs, 5) and n % check_every == 0:
+                a = np.asarray(samples)
+                if median_ci_halfwidth(a) <= rel_ci * float(np.median(a)):
+                    stopped_by = "converged"
+                    break
+            if time.monotonic() > deadline:
+                stopped_by = "time_cap"
+                break
+    return Measurement.from_samples(samples, warmup=warmup, stopped_by=stopped_by)
