@@ -58,13 +58,13 @@ class Device:
 
     def measure(self, model: Any, input_shape=None, *, warmup: int = 10, runs: int = 50,
                 adaptive: bool = False, **protocol) -> Measurement:
-        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
         self.backend.check()
+        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
         return self.backend.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
 
     def profile_ops(self, model: Any, input_shape=None, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
-        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
         self.backend.check()
+        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
         return self.backend.profile_ops(artifact, warmup=warmup, runs=runs)
 
     def close(self) -> None:

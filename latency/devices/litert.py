@@ -1,0 +1,83 @@
+"""litert backend: .tflite models on the local CPU through ai-edge-litert (XNNPACK by default).
+
+Falls back to the older `tflite_runtime` package where only that is installed (older boards). Note:
+tflite-runtime 2.14.0 installs beside numpy 2 but fails at Interpreter(...); ai-edge-litert works.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, host_fingerprint
+from hwnas.latency.devices.registry import register_backend
+from hwnas.latency.measure import Measurement, measure
+
+
+class LiteRTOptions(BackendOptions):
+    threads: int = 1        # num_threads of the interpreter; 0 = every core
+    xnnpack: bool = True    # the default CPU delegate; False runs the reference kernels
+
+
+def interpreter_class():
+    """(Interpreter class, OpResolverType or None, runtime name, runtime version)."""
+    from importlib.metadata import PackageNotFoundError, version
+    for package, module in (("ai-edge-litert", "ai_edge_litert.interpreter"),
+                            ("tflite-runtime", "tflite_runtime.interpreter")):
+        try:
+            lite = importlib.import_module(module)
+            return lite.Interpreter, getattr(lite, "OpResolverType", None), package, version(package)
+        except (ImportError, PackageNotFoundError):
+            continue
+    raise HwnasError("no TFLite runtime installed: pip install ai-edge-litert")
+
+
+def open_interpreter(path, threads: int, xnnpack: bool = True):
+    Interpreter, resolver, _, _ = interpreter_class()
+    kwargs = {"model_path": str(path), "num_threads": threads}
+    if not xnnpack and resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        return Interpreter(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise HwnasError(f"LiteRT cannot load {path}: {str(e).splitlines()[0]}") from None
+
+
+@register_backend
+class LiteRTBackend(Backend):
+    name = "litert"
+    artifact_format = "tflite"
+    Options = LiteRTOptions
+
+    @property
+    def threads(self) -> int:
+        return self.options.threads or (os.cpu_count() or 1)
+
+    def check(self) -> None:
+        interpreter_class()
+
+    def fingerprint(self) -> dict:
+        _, _, runtime, version = interpreter_class()
+        fp = host_fingerprint()
+        fp.update(backend=self.name, runtime=runtime, runtime_version=version, threads=self.threads,
+                  delegate="xnnpack" if self.options.xnnpack else "builtin")
+        return fp
+
+    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
+                **protocol) -> Measurement:
+        it = open_interpreter(artifact.path, self.threads, self.options.xnnpack)
+        details = it.get_input_details()
+        for d in details:
+            shape = artifact.input_shapes.get(d["name"])
+            if shape is not None and tuple(d["shape"]) != tuple(shape):
+                it.resize_tensor_input(d["index"], list(shape))
+        it.allocate_tensors()
+        rng = np.random.default_rng(0)
+        for d in it.get_input_details():
+            if np.issubdtype(d["dtype"], np.floating):
+                it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
+            else:
+                it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+        return measure(it.invoke, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
