@@ -47,7 +47,7 @@ def model_hash(model: torch.nn.Module, input_shape, extra: str = "") -> str:
         h.update(k.encode())
         t = v.detach().cpu().contiguous()
         h.update(str(t.dtype).encode() + repr(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:20]
 
 

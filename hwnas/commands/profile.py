@@ -1,0 +1,79 @@
+"""hwnas profile: time a zoo model or a model file on a device."""
+from __future__ import annotations
+
+import click
+
+from hwnas.commands._common import devices_option, write_json
+
+
+@click.command("profile")
+@click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
+@click.option("--model", "-m", required=True, help="Zoo model name, or a .onnx / .tflite file.")
+@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Square input size for zoo models "
+              "(default: the paper's).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims, e.g. "
+              "1x3x48x320 (several inputs: name=1x3x48x320,mask=1x48).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--adaptive", is_flag=True, help="Repeat until the median's 95% CI is within ±1% (time-capped).")
+@click.option("--threads", type=click.IntRange(min=0), default=None, help="Override the device's thread count "
+              "(0 = all cores).")
+@click.option("--per-op", is_flag=True, help="Also profile per op (onnxruntime trace, torch profiler, phone).")
+@click.option("--json", "json_out", default=None, help="Write results as JSON to a file, or - for stdout.")
+@devices_option
+def command(device, model, input_size, batch, input_shape, warmup, runs, adaptive, threads, per_op, json_out,
+            devices_file):
+    """Time MODEL on DEVICE with the measurement protocol (warm-up, repeats, median headline)."""
+    from hwnas.latency.artifacts import SUFFIXES, model_input_shape
+    from hwnas.latency.profile import profile
+    from hwnas.progress import log
+
+    is_file = any(model.lower().endswith(s) for s in SUFFIXES) or "/" in model
+    if is_file:
+        shape = input_shape
+    else:
+        from hwnas.models import get_info
+        get_info(model)  # unknown names fail here, before any work
+        shape = model_input_shape(model, input_size, batch)
+    if json_out != "-":
+        log(f"profiling {model} on {device} ({warmup} warm-up, {'adaptive' if adaptive else runs} runs)")
+    result = profile(device, model, shape, warmup=warmup, runs=runs, adaptive=adaptive, per_op=per_op,
+                     threads=threads, devices_file=devices_file)
+    if json_out:
+        write_json(json_out, result)
+    if json_out != "-":
+        _print_table(result)
+
+
+def _print_table(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    fp = r["fingerprint"]
+    lat = r["latency_ms"]
+    shapes = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in r["input_shapes"].items())
+    t = Table(title=f"{r['model']} on {r['device']}", show_header=True)
+    for col in ("median ms", "mean", "std", "min", "p90", "p99", "runs"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{lat['median']:.3f}", f"{lat['mean']:.3f}", f"{lat['std']:.3f}", f"{lat['min']:.3f}",
+              f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", str(r["runs"]))
+    console.print(t)
+    console.print(f"input {shapes} | {fp.get('runtime')} {fp.get('runtime_version')} | "
+                  f"{fp.get('provider') or fp.get('delegate') or ''} | threads {fp.get('threads')} | "
+                  f"{fp.get('cpu_model') or fp.get('soc') or ''} | fingerprint {fp.get('key')}")
+    if "per_op" in r:
+        ops = sorted(r["per_op"], key=lambda o: -o["median_ms"])
+        t = Table(title=f"per op ({len(ops)} ops, sum {r['per_op_total_ms']:.3f} ms vs end-to-end "
+                        f"{lat['median']:.3f} ms)")
+        t.add_column("op")
+        t.add_column("type")
+        t.add_column("median ms", justify="right")
+        t.add_column("share", justify="right")
+        total = r["per_op_total_ms"] or 1.0
+        for o in ops[:25]:
+            t.add_row(o["name"][:60], o["op_type"], f"{o['median_ms']:.4f}", f"{100 * o['median_ms'] / total:.1f}%")
+        if len(ops) > 25:
+            t.add_row(f"... {len(ops) - 25} more", "", "", "")
+        console.print(t)
