@@ -1,0 +1,89 @@
+"""The CLI contract: one-line `Error: ...` on stderr, exit != 0, no traceback (unless --debug)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def hwnas(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def assert_one_line_error(r, match):
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert match in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_help_and_version():
+    r = hwnas("--help")
+    assert r.returncode == 0 and "profile" in r.stdout and "devices" in r.stdout
+    r = hwnas("--version")
+    assert r.returncode == 0 and "0.1.0" in r.stdout
+
+
+def test_unknown_command_and_option():
+    assert_one_line_error(hwnas("nope"), "No such command")
+    assert_one_line_error(hwnas("profile", "--model", "lenet5", "--bogus"), "No such option")
+
+
+def test_devices_lists_and_checks():
+    r = hwnas("devices", "--check", "--json", "-")
+    rows = {d["name"]: d for d in json.loads(r.stdout)}
+    assert rows["cpu"]["usable"] is True and rows["cpu"]["fingerprint"]["threads"] == 1
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert rows["cuda"]["usable"] is False and "CUDAExecutionProvider" in rows["cuda"]["reason"]
+
+
+def test_profile_json_contract():
+    r = hwnas("profile", "--device", "cpu", "--model", "lenet5", "--runs", "7", "--warmup", "2", "--per-op",
+              "--json", "-")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    for key in ("model", "device", "fingerprint", "latency_ms", "runs", "per_op"):
+        assert key in d
+    assert set(d["latency_ms"]) >= {"median", "mean", "std", "min", "p90"}
+    assert d["runs"] == 7 and len(d["samples_ms"]) == 7 and d["input_shapes"] == {"input": [1, 3, 32, 32]}
+    assert all({"name", "op_type", "median_ms"} <= set(o) for o in d["per_op"])
+
+
+def test_profile_threads_override_recorded():
+    r = hwnas("profile", "--model", "lenet5", "--runs", "3", "--threads", "2", "--json", "-")
+    assert json.loads(r.stdout)["fingerprint"]["threads"] == 2
+
+
+@pytest.mark.parametrize("args,match", [
+    (["profile", "--device", "phone9", "--model", "lenet5"], "unknown device 'phone9'"),
+    (["profile", "--model", "no_such_net"], "unknown model 'no_such_net'"),
+    (["profile", "--model", "missing.onnx"], "does not exist"),
+    (["profile", "--model", "weights.pt"], "unsupported model file"),
+    (["profile", "--model", "lenet5", "--devices", "nowhere.yaml"], "does not exist"),
+])
+def test_profile_errors(args, match):
+    assert_one_line_error(hwnas(*args), match)
+
+
+def test_bad_input_shape(tmp_path):
+    from tests.latency.test_devices import dynamic_onnx
+    path = dynamic_onnx(tmp_path / "dyn.onnx")
+    assert_one_line_error(hwnas("profile", "--model", str(path)), "dynamic dimensions")
+    assert_one_line_error(hwnas("profile", "--model", str(path), "--input-shape", "1x3xbig"), "cannot read input shape")
+    r = hwnas("profile", "--model", str(path), "--input-shape", "1x3x48x320", "--runs", "3", "--json", "-")
+    assert r.returncode == 0 and json.loads(r.stdout)["input_shapes"] == {"images": [1, 3, 48, 320]}
+
+
+def test_malformed_devices_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("gpu0:\n  backend: onnxruntime\n  provider: tpu\n")
+    assert_one_line_error(hwnas("profile", "--model", "lenet5", "--device", "gpu0", "--devices", str(f)),
+                          "device 'gpu0': field 'provider'")
+
+
+def test_debug_shows_traceback():
+    r = hwnas("--debug", "profile", "--device", "phone9", "--model", "lenet5")
+    assert r.returncode != 0 and "Traceback" in r.stderr
