@@ -1,0 +1,91 @@
+"""The Strategy interface and its registry."""
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+
+_REGISTRY: dict[str, type["Strategy"]] = {}
+
+
+def register_strategy(name: str):
+    def deco(cls):
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"strategy {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+def list_strategies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def strategy_class(name: str) -> type["Strategy"]:
+    if name not in _REGISTRY:
+        raise HwnasError(f"unknown search strategy {name!r}; choose one of: {', '.join(list_strategies())}")
+    return _REGISTRY[name]
+
+
+def get_strategy(name: str, space, seed: int = 0, **options) -> "Strategy":
+    cls = strategy_class(name)
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "seed")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise HwnasError(f"strategy {name!r} has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(allowed) or 'none'}")
+    return cls(space, seed=seed, **options)
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+class Strategy(ABC):
+    """Proposes architectures (`ask`) and learns from their rewards (`tell`).
+
+    Calls alternate: ask, tell, ask, tell... Given the same seed and the same rewards, a strategy
+    proposes the same sequence, which is what makes a search reproducible and resumable: the runner
+    restores the last checkpointed `state_dict` and replays the samples recorded after it.
+    `tell` accepts any architecture of the space (e.g. replayed or injected ones)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, space, seed: int = 0):
+        self.space = space
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.n_told = 0
+
+    @abstractmethod
+    def ask(self) -> tuple[int, ...]:
+        ...
+
+    def tell(self, arch, reward: float) -> None:
+        self.n_told += 1
+        self._tell(tuple(int(a) for a in arch), float(reward))
+
+    def _tell(self, arch: tuple[int, ...], reward: float) -> None:
+        """Learn from one result (nothing to learn for random search)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed, "rng": rng_state(self.rng), "n_told": self.n_told}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise HwnasError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
+        set_rng_state(self.rng, state["rng"])
+        self.n_told = int(state["n_told"])
+
+    def info(self) -> dict:
+        """A few figures about the strategy's progress, for logs and the summary."""
+        return {"strategy": self.name, "told": self.n_told}
