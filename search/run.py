@@ -1,0 +1,332 @@
+"""The search runner: ask the strategy, estimate accuracy, predict latency from the table, compute the
+MnasNet reward, tell the strategy - and record every step so that a run killed at any point (kill -9)
+resumes with no sample lost or repeated.
+
+Run directory:
+  config.json            what was asked (a resume must ask the same)
+  samples.jsonl          one line per evaluated architecture: i, arch, describe, accuracy, latency_ms, reward
+                         (appended and fsynced before the strategy learns from it)
+  accuracy_cache.jsonl   estimator values per architecture (a resumed run never re-estimates)
+  strategy.ckpt          the strategy's state (controller, optimizer, RNGs, population) after sample n-1,
+                         written atomically; on resume it is loaded and the samples after it replayed
+  pareto.json / pareto.png, summary.json (top-k measured on the device next to predicted), best.onnx
+  (and best.tflite on TFLite devices)
+
+Exactly once: sample i is appended (one write, fsync) only after its evaluation; the checkpoint records
+how many samples it covers. On resume a torn last line is cut off, the checkpoint restored, and the
+strategy replays the recorded samples after it (ask must reproduce each recorded architecture; its
+recorded reward is told back), then the search continues at sample n.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hwnas.errors import HwnasError
+from hwnas.search.pareto import hypervolume, pareto_front, plot_pareto
+from hwnas.search.reward import Reward
+
+SAMPLES = "samples.jsonl"
+CKPT = "strategy.ckpt"
+CONFIG = "config.json"
+CACHE = "accuracy_cache.jsonl"
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-able: {type(o).__name__}")
+
+
+def read_samples(path: Path, repair: bool = False) -> list[dict]:
+    """The complete lines of samples.jsonl. A torn last line (a kill mid-write) is ignored and, with
+    repair=True, cut off the file so the next append starts on a clean line."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    records, good_end, pos = [], 0, 0
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        if nl < 0:
+            break
+        try:
+            rec = json.loads(raw[pos:nl])
+        except json.JSONDecodeError:
+            break
+        if rec.get("i") != len(records):
+            raise HwnasError(f"{path}: line {len(records) + 1} is sample {rec.get('i')}, expected "
+                             f"{len(records)}; the file was edited or mixed with another run")
+        records.append(rec)
+        pos = good_end = nl + 1
+    if repair and good_end < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+            f.flush()
+            os.fsync(f.fileno())
+    return records
+
+
+def append_line(path: Path, obj: dict) -> None:
+    line = (json.dumps(obj, default=_json_default) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class SearchResult:
+    out: Path
+    samples: list[dict]
+    pareto: list[dict]
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict | None:
+        return self.summary.get("best")
+
+
+class SearchRun:
+    """One search over objects (space, latency predictor, strategy, estimator, reward, device). The
+    name-based entry point is `search()`; tests and scripts may build a SearchRun directly."""
+
+    def __init__(self, out, space, predictor, strategy, estimator, reward: Reward, samples: int,
+                 device=None, top_k: int = 5, config: dict | None = None, resume: bool = False,
+                 measure_runs: int = 50, log: Callable[[str], None] = _quiet, progress=None,
+                 after_sample: Callable[[int], None] | None = None, checkpoint_every: int = 1):
+        if samples < 1:
+            raise HwnasError(f"the number of samples must be at least 1, got {samples}")
+        if top_k < 1:
+            raise HwnasError(f"top-k must be at least 1, got {top_k}")
+        self.out = Path(out)
+        self.space, self.predictor, self.strategy = space, predictor, strategy
+        self.estimator, self.reward = estimator, reward
+        self.samples, self.device, self.top_k = int(samples), device, int(top_k)
+        self.config = dict(config or {})
+        self.resume = resume
+        self.measure_runs = measure_runs
+        self.log = log
+        self.progress = progress
+        self.after_sample = after_sample
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.replay_mismatches = 0
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def check_target(self) -> None:
+        fastest = float(self.predictor.min_latency())
+        if fastest > self.reward.target_ms:
+            raise HwnasError(
+                f"target {self.reward.target_ms:g} ms is unreachable: the fastest network the space "
+                f"{getattr(self.space, 'name', '?')!r} can build takes {fastest:.3g} ms by the latency table; "
+                f"choose a target of at least {fastest:.3g} ms")
+
+    def _prepare_dir(self) -> list[dict]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
+        has_samples = samples_path.exists() and samples_path.stat().st_size > 0
+        if has_samples and not self.resume:
+            raise HwnasError(f"{self.out} already holds a search ({SAMPLES}); pass --resume to continue it "
+                             f"or choose another --out")
+        if self.resume and cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            diff = sorted(k for k in set(old) | set(self.config)
+                          if k not in ("samples", "top_k", "out", "resume") and old.get(k) != self.config.get(k))
+            if diff:
+                details = "; ".join(f"{k}: {old.get(k)!r} then, {self.config.get(k)!r} now" for k in diff)
+                raise HwnasError(f"cannot resume {self.out}: the search settings changed ({details})")
+        atomic_write_json(cfg_path, self.config)
+        return read_samples(samples_path, repair=True)
+
+    def _restore(self, records: list[dict]) -> None:
+        start = 0
+        ckpt = self.out / CKPT
+        if records and ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            if state["n"] <= len(records):
+                self.strategy.load_state_dict(state["strategy"])
+                start = state["n"]
+        for rec in records[start:]:
+            arch = self.strategy.ask()
+            if tuple(arch) != tuple(rec["arch"]):
+                self.replay_mismatches += 1
+            self.strategy.tell(tuple(rec["arch"]), rec["reward"])
+        if records:
+            self.log(f"resumed {self.out}: {len(records)} samples recorded "
+                     f"({len(records) - start} replayed after the checkpoint)")
+            self._checkpoint(len(records))
+
+    def _checkpoint(self, n: int) -> None:
+        import io
+        buf = io.BytesIO()
+        torch.save({"n": n, "strategy": self.strategy.state_dict()}, buf)
+        atomic_write_bytes(self.out / CKPT, buf.getvalue())
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def evaluate(self, arch) -> dict:
+        acc = float(self.estimator.estimate(arch))
+        lat = float(self.predictor.predict(arch))
+        return {"arch": list(arch), "describe": self.space.describe(arch), "accuracy": acc,
+                "latency_ms": lat, "reward": self.reward(acc, lat)}
+
+    def run(self) -> SearchResult:
+        self.check_target()
+        records = self._prepare_dir()
+        self._restore(records)
+        samples_path = self.out / SAMPLES
+        todo = self.samples - len(records)
+        bar = self.progress(max(todo, 0)) if (self.progress and todo > 0) else None
+        try:
+            for i in range(len(records), self.samples):
+                arch = tuple(self.space.validate(self.strategy.ask()))
+                rec = {"i": i, **self.evaluate(arch)}
+                append_line(samples_path, rec)
+                records.append(rec)
+                self.strategy.tell(arch, rec["reward"])
+                if (i + 1) % self.checkpoint_every == 0 or i + 1 == self.samples:
+                    self._checkpoint(i + 1)
+                if bar is not None:
+                    bar.update(1)
+                if self.after_sample:
+                    self.after_sample(i)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.finish(records)
+
+    # -- results ------------------------------------------------------------------------------------
+    def finish(self, records: list[dict]) -> SearchResult:
+        records = records[: self.samples] if len(records) > self.samples else records
+        front = pareto_front(records)
+        t = self.reward.target_ms
+        lat = [r["latency_ms"] for r in records]
+        acc = [r["accuracy"] for r in records]
+        pareto = {"target_ms": t, "reward": self.reward.to_dict(), "samples": len(records),
+                  "hypervolume": hypervolume(lat, acc, ref_latency_ms=2 * t),
+                  "hypervolume_reference": {"latency_ms": 2 * t, "accuracy": 0.0},
+                  "front": [{k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")}
+                            for r in front]}
+        atomic_write_json(self.out / "pareto.json", pareto)
+        top = self.top_records(records)
+        measured = self.measure_top(top) if self.device is not None else []
+        best = self.pick_best(top, measured)
+        title = (f"{getattr(self.space, 'name', '')} on {getattr(self.device, 'name', 'table')}, "
+                 f"{self.config.get('strategy', self.strategy.name)}, {len(records)} samples")
+        plot_pareto(records, self.out / "pareto.png", target_ms=t, title=title, measured=measured)
+        exported = self.export_best(best) if best is not None else {}
+        uniq = len({tuple(r["arch"]) for r in records})
+        summary = {
+            "config": self.config, "samples": len(records), "unique_architectures": uniq,
+            "reward": self.reward.to_dict(), "estimator": getattr(self.estimator, "name", None),
+            "estimator_is_accuracy": bool(getattr(getattr(self.estimator, "estimator", self.estimator),
+                                                  "is_accuracy", True)),
+            "best_by_reward_predicted": top[0] if top else None,
+            "top_k": measured or top, "best": best, "exported": exported,
+            "pareto_size": len(front), "hypervolume": pareto["hypervolume"],
+            "min_latency_ms_by_table": float(self.predictor.min_latency()),
+            "replay_mismatches": self.replay_mismatches, "strategy_info": self.strategy.info(),
+        }
+        if self.device is not None:
+            summary["device"] = {"name": self.device.name, "fingerprint": self.device.fingerprint()}
+        atomic_write_json(self.out / "summary.json", summary)
+        return SearchResult(self.out, records, pareto["front"], summary)
+
+    def top_records(self, records: list[dict]) -> list[dict]:
+        seen, top = set(), []
+        for r in sorted(records, key=lambda r: (-r["reward"], r["i"])):
+            if tuple(r["arch"]) in seen:
+                continue
+            seen.add(tuple(r["arch"]))
+            top.append({k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")})
+            if len(top) == self.top_k:
+                break
+        return top
+
+    def _input_shape(self) -> tuple[int, ...]:
+        return (1, 3, self.space.input_size, self.space.input_size)
+
+    def measure_top(self, top: list[dict]) -> list[dict]:
+        """Time the top-k on the device (the judge): predicted next to measured."""
+        out = []
+        for r in top:
+            torch.manual_seed(0)
+            model = self.space.build(tuple(r["arch"])).eval()
+            m = self.device.measure(model, input_shape=self._input_shape(), warmup=10, runs=self.measure_runs)
+            measured = float(m.median)
+            out.append({**r, "predicted_ms": r["latency_ms"], "measured_ms": measured,
+                        "measured_p10_ms": float(m.p10),
+                        "prediction_error_pct": 100.0 * (r["latency_ms"] - measured) / measured,
+                        "measured_reward": self.reward(r["accuracy"], measured),
+                        "meets_target_measured": measured <= self.reward.target_ms})
+            self.log(f"  measured #{r['i']}: predicted {r['latency_ms']:.3f} ms, measured {measured:.3f} ms, "
+                     f"accuracy {r['accuracy']:.3f}")
+        return out
+
+    def pick_best(self, top: list[dict], measured: list[dict]) -> dict | None:
+        """The best of the top-k by the reward computed with the *measured* latency (the device is the
+        judge); without a device, the best by predicted reward."""
+        if measured:
+            return max(measured, key=lambda r: (r["measured_reward"], -r["i"]))
+        return top[0] if top else None
+
+    def export_best(self, best: dict) -> dict:
+        from hwnas.latency.export import export_onnx
+        torch.manual_seed(0)
+        model = self.space.build(tuple(best["arch"])).eval()
+        weights = "untrained (the architecture; train it on your data)"
+        trainer = getattr(getattr(self.estimator, "estimator", self.estimator), "trained_model", None)
+        if trainer is not None:
+            model, weights = trainer(tuple(best["arch"])), "short-trained like the accuracy estimate"
+        shape = self._input_shape()
+        res = export_onnx(model.eval(), shape, self.out / "best.onnx")
+        files = {"onnx": str(res.path), "weights": weights, "input_shape": list(shape)}
+        if self.device is not None and self.device.artifact_format == "tflite":
+            art = self.device.prepare(model, shape)
+            shutil.copyfile(art.path, self.out / "best.tflite")
+            files["tflite"] = str(self.out / "best.tflite")
+        return files
