@@ -330,3 +330,95 @@ class SearchRun:
             shutil.copyfile(art.path, self.out / "best.tflite")
             files["tflite"] = str(self.out / "best.tflite")
         return files
+
+
+# -- the name-based entry point (the CLI and the Python API) -------------------------------------------
+def load_predictor(space, device, db=None, build_missing: bool = True, log: Callable[[str], None] = _quiet):
+    """The latency table's predictor for (space, device). If the table lacks ops of the space and
+    `build_missing`, they are timed on the device first (resumable), with a message saying so."""
+    from hwnas.latency.predict import LatencyPredictor
+    try:
+        return LatencyPredictor.for_space(space, device, db_path=db)
+    except HwnasError as first:
+        if not build_missing:
+            raise
+        build = _lut_builder()
+        if build is None:
+            raise
+        log(f"the latency table of space {space.name!r} on device {device.name!r} is incomplete ({first}); "
+            f"building it now (timing {len(space.all_ops())} ops; interrupting is safe, a rerun continues)")
+        build(space, device, db)
+        return LatencyPredictor.for_space(space, device, db_path=db)
+
+
+def _lut_builder():
+    try:
+        from hwnas.latency import lut
+    except ImportError:
+        return None
+    fn = getattr(lut, "build_lut", None) or getattr(lut, "build", None)
+    if fn is None:
+        return None
+
+    def build(space, device, db):
+        return fn(space, device, db_path=db)
+    return build
+
+
+def _progress_factory(description: str):
+    try:
+        from hwnas.progress import progress
+    except ImportError:
+        return None
+    return lambda total: progress(total, description)
+
+
+def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str = "evolution",
+           samples: int = 200, w: float | None = None, hard: bool = False, alpha: float | None = None,
+           beta: float | None = None, data: str | None = "digits", estimator: str = "short-train",
+           estimator_options: dict | None = None, strategy_options: dict | None = None,
+           out: str | os.PathLike = "runs/search", resume: bool = False, seed: int = 0, top_k: int = 5,
+           db: str | os.PathLike | None = None, devices_file=None, measure_runs: int = 50,
+           build_lut: bool = True, log: Callable[[str], None] = _quiet, show_progress: bool = True) -> SearchResult:
+    """Platform-aware search by names, as `hwnas search` does. `target` is "20ms"/"0.02s"/20.0 (ms).
+    Reward: soft with exponent `w` (default -0.07), `hard=True` (alpha=0, beta=-1), or explicit alpha/beta."""
+    from hwnas.search.estimators import CachedEstimator, estimator_class, get_estimator
+    from hwnas.search.strategies import get_strategy, strategy_class
+    from hwnas.units import parse_latency_ms
+
+    target_ms = parse_latency_ms(target)
+    if hard and (w is not None or alpha is not None or beta is not None):
+        raise HwnasError("--hard sets alpha=0, beta=-1: do not combine it with --w, --alpha or --beta")
+    if w is not None and (alpha is not None or beta is not None):
+        raise HwnasError("give either --w (soft reward) or --alpha/--beta, not both")
+    if hard:
+        reward = Reward.hard(target_ms)
+    elif alpha is not None or beta is not None:
+        reward = Reward(target_ms, -0.07 if alpha is None else alpha, -0.07 if beta is None else beta)
+    else:
+        reward = Reward.soft(target_ms, -0.07 if w is None else w)
+    strategy_class(strategy)  # unknown names fail before anything slow happens
+    estimator_class(estimator)
+    from hwnas.latency.devices import get_device
+    from hwnas.search.spaces import get_space
+    space_obj = get_space(space)
+    dev = get_device(device, devices_file)
+    dev.check()
+    predictor = load_predictor(space_obj, dev, db, build_missing=build_lut, log=log)
+    out = Path(out)
+    est_opts = dict(estimator_options or {})
+    strat_opts = dict(strategy_options or {})
+    config = {"device": device, "fingerprint": dev.fingerprint_key(), "space": space, "target_ms": target_ms,
+              "reward": reward.to_dict(), "strategy": strategy, "strategy_options": strat_opts,
+              "estimator": estimator, "estimator_options": est_opts, "data": data, "seed": seed,
+              "samples": samples, "top_k": top_k}
+    est = get_estimator(estimator, space_obj, data=data, seed=seed, **est_opts)
+    cached = CachedEstimator(est, out / CACHE)
+    strat = get_strategy(strategy, space_obj, seed=seed, **strat_opts)
+    run = SearchRun(out, space_obj, predictor, strat, cached, reward, samples, device=dev, top_k=top_k,
+                    config=config, resume=resume, measure_runs=measure_runs, log=log,
+                    progress=_progress_factory(f"search {strategy}") if show_progress else None)
+    log(f"search: space {space}, device {device}, target {target_ms:g} ms ({reward.mode} reward, "
+        f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {strategy}, {samples} samples, "
+        f"estimator {estimator} -> {out}")
+    return run.run()

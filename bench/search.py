@@ -1,0 +1,99 @@
+"""Search strategies head to head: random vs regularized evolution vs REINFORCE vs PPO at an equal number
+of evaluated architectures, several seeds each, on a real space with latency from the device's table.
+
+    .venv/bin/python bench/search.py --space mnasnet-tiny --device cpu --target 3ms --hard \
+        --samples 200 --seeds 0 1 2 --estimator naswot
+
+Prints, per strategy, the best reward and the hypervolume of the (accuracy, predicted latency) Pareto front
+(reference point: 2 x target, accuracy 0) as mean +- std over the seeds, and the spread (min..max).
+Accuracy values are cached per architecture in one file shared by all runs (the estimator does not depend
+on the strategy), so a second invocation with the same settings re-uses them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hwnas.latency.devices import get_device
+from hwnas.search.estimators import CachedEstimator, get_estimator
+from hwnas.search.pareto import hypervolume
+from hwnas.search.reward import Reward
+from hwnas.search.run import SearchRun, load_predictor
+from hwnas.search.spaces import get_space
+from hwnas.search.strategies import get_strategy
+from hwnas.units import parse_latency_ms
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--space", default="mnasnet-tiny")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--target", default="3ms")
+    ap.add_argument("--hard", action="store_true")
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--strategies", nargs="+", default=["random", "evolution", "rl", "ppo"])
+    ap.add_argument("--estimator", default="naswot")
+    ap.add_argument("--steps", type=int, default=None, help="short-train steps")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--work", default=None, help="directory for the runs and the shared cache")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    target = parse_latency_ms(args.target)
+    reward = Reward.hard(target) if args.hard else Reward.soft(target)
+    space = get_space(args.space)
+    device = get_device(args.device)
+    predictor = load_predictor(space, device, args.db, log=print)
+    work = Path(args.work or tempfile.mkdtemp(prefix="hwnas-bench-search-"))
+    est_opts = {"steps": args.steps} if args.steps else {}
+    est = CachedEstimator(get_estimator(args.estimator, space, data=args.data, seed=0, **est_opts),
+                          work / "accuracy_cache.jsonl")
+    print(f"space {args.space} ({len(space.decisions())} decisions), device {args.device}, target {target:g} ms "
+          f"({reward.mode}), {args.samples} samples x seeds {args.seeds}, estimator {args.estimator}; "
+          f"fastest network by the table {predictor.min_latency():.3f} ms; runs in {work}")
+    results = {}
+    for name in args.strategies:
+        for seed in args.seeds:
+            out = work / f"{name}-s{seed}"
+            t0 = time.monotonic()  # wall time of the whole search, not a latency measurement
+            run = SearchRun(out, space, predictor, get_strategy(name, space, seed=seed), est, reward,
+                            samples=args.samples, device=None, top_k=1,
+                            config={"space": args.space, "strategy": name, "seed": seed}, resume=True)
+            res = run.run()
+            lat = [r["latency_ms"] for r in res.samples]
+            acc = [r["accuracy"] for r in res.samples]
+            best = max(r["reward"] for r in res.samples)
+            hv = hypervolume(lat, acc, ref_latency_ms=2 * target)
+            feasible = sum(l <= target for l in lat) / len(lat)
+            results.setdefault(name, []).append({"seed": seed, "best_reward": best, "hypervolume": hv,
+                                                 "feasible_fraction": feasible,
+                                                 "unique": res.summary["unique_architectures"],
+                                                 "seconds": time.monotonic() - t0})
+            print(f"  {name:9s} seed {seed}: best reward {best:.4f}, hypervolume {hv:.4f}, "
+                  f"{feasible:.0%} under target, {res.summary['unique_architectures']} distinct, "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
+    print()
+    print(f"{'strategy':10s} {'best reward (mean +- std, min..max)':40s} {'hypervolume (mean +- std, min..max)':40s}")
+    for name, rows in results.items():
+        br = [r["best_reward"] for r in rows]
+        hv = [r["hypervolume"] for r in rows]
+        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        print(f"{name:10s} {statistics.mean(br):.4f} +- {sd(br):.4f} ({min(br):.4f}..{max(br):.4f})"
+              f"{'':8s}{statistics.mean(hv):.4f} +- {sd(hv):.4f} ({min(hv):.4f}..{max(hv):.4f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""hwnas search: platform-aware architecture search with the MnasNet reward ACC * (LAT / T) ** w."""
+from __future__ import annotations
+
+import click
+
+from hwnas.commands._common import devices_option
+
+
+def _log(msg: str) -> None:
+    try:
+        from hwnas.progress import log
+    except ImportError:
+        click.echo(msg, err=True)
+        return
+    log(msg)
+
+
+@click.command("search")
+@click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
+@click.option("--space", default="mnasnet", show_default=True, help="Search space (e.g. mnasnet, mnasnet-tiny).")
+@click.option("--target", required=True, help="Latency target T, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--w", "w", type=float, default=None, help="Soft reward exponent (alpha = beta = w; default -0.07).")
+@click.option("--hard", is_flag=True, help="Hard constraint: alpha = 0, beta = -1.")
+@click.option("--alpha", type=float, default=None, help="Custom exponent under the target.")
+@click.option("--beta", type=float, default=None, help="Custom exponent over the target.")
+@click.option("--strategy", default="evolution", show_default=True,
+              help="rl | ppo | evolution | random (the strategy registry).")
+@click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Architectures to evaluate.")
+@click.option("--data", default="digits", show_default=True,
+              help="Data for the accuracy estimate: digits (shipped), an ImageFolder directory or an .npz (x, y).")
+@click.option("--estimator", default="short-train", show_default=True,
+              help="short-train | synflow | naswot.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None,
+              help="Training steps per architecture for short-train (default 60).")
+@click.option("--out", default=None, help="Run directory (default runs/search-<space>-<device>-<strategy>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (after a crash or with more --samples).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Best architectures re-measured on the device at the end.")
+@click.option("--db", type=click.Path(dir_okay=False), default=None, help="Latency table database (SQLite).")
+@click.option("--no-build", is_flag=True, help="Fail instead of building a missing latency table.")
+@devices_option
+def command(device, space, target, w, hard, alpha, beta, strategy, samples, data, estimator, train_steps, out,
+            resume, seed, top_k, db, no_build, devices_file):
+    """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
+    the device's latency table during the search; the final top-k are measured on the device."""
+    from hwnas.errors import HwnasError
+    from hwnas.search.run import search
+
+    est_opts = {}
+    if train_steps is not None:
+        if estimator != "short-train":
+            raise HwnasError("--train-steps applies to --estimator short-train only")
+        est_opts["steps"] = train_steps
+    out = out or f"runs/search-{space}-{device}-{strategy}"
+    res = search(target=target, device=device, space=space, strategy=strategy, samples=samples, w=w,
+                 hard=hard, alpha=alpha, beta=beta, data=data,
+                 estimator=estimator, estimator_options=est_opts, out=out, resume=resume, seed=seed,
+                 top_k=top_k, db=db, devices_file=devices_file, build_lut=not no_build, log=_log)
+    _report(res)
+
+
+def _report(res) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = res.summary
+    console = Console()
+    r = s["reward"]
+    t = Table(title=f"top {len(s['top_k'])} of {s['samples']} samples ({s['unique_architectures']} distinct), "
+                    f"target {r['target_ms']:g} ms, {r['mode']} reward")
+    acc_name = "accuracy" if s["estimator_is_accuracy"] else f"{s['estimator']} score"
+    for col in ("#", acc_name, "predicted ms", "measured ms", "error %", "reward (measured)"):
+        t.add_column(col, justify="right")
+    for row in s["top_k"]:
+        t.add_row(str(row["i"]), f"{row['accuracy']:.4f}", f"{row['latency_ms']:.3f}",
+                  f"{row.get('measured_ms', float('nan')):.3f}", f"{row.get('prediction_error_pct', float('nan')):+.1f}",
+                  f"{row.get('measured_reward', row['reward']):.4f}")
+    console.print(t)
+    b = s["best"]
+    within = "within" if b.get("meets_target_measured", True) else "OVER"
+    console.print(f"best: sample #{b['i']}, {acc_name} {b['accuracy']:.4f}, predicted {b['latency_ms']:.3f} ms, "
+                  f"measured {b.get('measured_ms', float('nan')):.3f} ms ({within} the target)")
+    console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x accuracy)")
+    files = ", ".join(f"{res.out / n}" for n in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json"))
+    console.print(f"wrote {files}, {s['exported'].get('onnx')}"
+                  + (f", {s['exported']['tflite']}" if s["exported"].get("tflite") else ""))
