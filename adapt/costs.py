@@ -1,0 +1,100 @@
+"""Per-layer latency for NetAdapt: ms of one Conv2d with (cin, cout) channels, at its place in the model.
+
+`LayerCosts(device, model, input_shape)` answers `.latency(layer_name, cin, cout)`. Each distinct conv
+(kernel, stride, groups kind, input size, cin, cout) is timed alone on the device the first time it is
+asked for (through `Device.measure` — the project's one timing loop) and kept in an SQLite table keyed by
+the device fingerprint, so later iterations and later runs reuse it. When the shared per-layer LUT of
+`hwnas.latency.lut.layers` holds the model, its (interpolated) figures are used instead.
+
+A network's predicted latency is anchored to a measurement: predicted(new) = measured(current) +
+Σ_changed convs [cost(new cin, cout) − cost(old cin, cout)], so framework overhead cancels out.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import torch.nn as nn
+
+from hwnas.adapt.groups import ConvChange
+
+
+def default_db() -> Path:
+    home = os.environ.get("HWNAS_HOME")
+    root = Path(home) if home else Path.home() / ".cache" / "hwnas"
+    return root / "netadapt_layers.db"
+
+
+def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
+    """{conv name: (H, W) of its input} from one forward pass."""
+    import torch
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(
+                lambda mod, inp, out, name=name: sizes.__setitem__(name, tuple(inp[0].shape[-2:]))))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(*input_shape))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+class LayerCosts:
+    def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None,
+                 runs: int = 20, warmup: int = 5):
+        self.device = device
+        self.fp = device.fingerprint_key()
+        self.runs, self.warmup = runs, warmup
+        self.sizes = conv_inputs(model, input_shape)
+        self.specs = {n: (m.kernel_size, m.stride, m.padding, m.dilation, m.groups > 1 and m.groups == m.in_channels)
+                      for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+        self.path = Path(db) if db else default_db()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS conv_ms (fingerprint TEXT, key TEXT, median_ms REAL, "
+                        "p90_ms REAL, n INTEGER, PRIMARY KEY (fingerprint, key))")
+        self.db.commit()
+        self.timed = 0  # convs timed by this instance (the rest came from the table)
+
+    def key(self, name: str, cin: int, cout: int) -> str:
+        k, s, p, d, dw = self.specs[name]
+        h, w = self.sizes[name]
+        g = "dw" if dw else "1"
+        return (f"conv-in:{h}x{w}x{cin}-out:{cout}-k:{k[0]}x{k[1]}-s:{s[0]}x{s[1]}-p:{p[0]}x{p[1]}"
+                f"-d:{d[0]}-g:{g}")
+
+    def latency(self, name: str, cin: int, cout: int) -> float:
+        if cin <= 0 or cout <= 0:
+            return 0.0
+        key = self.key(name, cin, cout)
+        row = self.db.execute("SELECT median_ms FROM conv_ms WHERE fingerprint=? AND key=?", (self.fp, key)).fetchone()
+        if row:
+            return row[0]
+        k, s, p, d, dw = self.specs[name]
+        if dw:
+            cout = cin
+        conv = nn.Conv2d(cin, cout, k, s, p, d, groups=cin if dw else 1, bias=False).eval()
+        h, w = self.sizes[name]
+        m = self.device.measure(conv, input_shape=(1, cin, h, w), warmup=self.warmup, runs=self.runs)
+        self.db.execute("INSERT OR REPLACE INTO conv_ms VALUES (?, ?, ?, ?, ?)",
+                        (self.fp, key, m.median, m.p90, m.count))
+        self.db.commit()
+        self.timed += 1
+        return m.median
+
+    def delta(self, changes: list[ConvChange]) -> float:
+        """Predicted change in ms (negative = faster) when these convs change shape."""
+        return sum(self.latency(c.name, c.new_cin, c.new_cout) - self.latency(c.name, c.cin, c.cout)
+                   for c in changes)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,143 @@
+"""Prunable channel groups of a network, from Torch-Pruning's dependency graph.
+
+A group is everything that must lose the same channels together: a conv's filters, the BN after it,
+the next layers' input channels, and — through residual additions, depthwise convs, concatenations and
+SE blocks — every other layer coupled to them. Torch-Pruning traces those couplings; this module only
+names the groups (by their root conv), orders channels by L2 norm and reports which convs change shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from hwnas.errors import HwnasError
+
+
+@dataclass(frozen=True)
+class ConvChange:
+    """One Conv2d whose shape a pruning step changes: (cin, cout) before and after."""
+    name: str
+    cin: int
+    cout: int
+    new_cin: int
+    new_cout: int
+
+
+def _example(input_shape) -> torch.Tensor:
+    return torch.zeros(*input_shape)
+
+
+def build_graph(model: nn.Module, input_shape) -> tp.DependencyGraph:
+    was_training = model.training
+    model.eval()
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=_example(input_shape))
+    except Exception as e:  # tracing failures are user-facing: the model cannot be adapted
+        raise HwnasError(f"cannot trace {type(model).__name__} for pruning: {e}") from None
+    finally:
+        model.train(was_training)
+
+
+def _classifier_layers(model: nn.Module) -> list[nn.Module]:
+    """The output layer(s): the last Linear, or the last Conv2d if the network has no Linear."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return [linears[-1]]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1:]
+
+
+def prunable_groups(model: nn.Module, graph: tp.DependencyGraph) -> dict[str, int]:
+    """{root conv name: its current output channel count} for every group that may be pruned."""
+    names = {m: n for n, m in model.named_modules()}
+    out = {}
+    for group in graph.get_all_groups(ignored_layers=_classifier_layers(model), root_module_types=[nn.Conv2d]):
+        root = group[0].dep.target.module
+        out[names[root]] = root.out_channels
+    return out
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise HwnasError(f"no layer {name!r} in {type(model).__name__}") from None
+
+
+def _full_group(graph, conv: nn.Conv2d):
+    return graph.get_pruning_group(conv, tp.prune_conv_out_channels, list(range(conv.out_channels)))
+
+
+def l2_order(graph: tp.DependencyGraph, conv: nn.Conv2d) -> list[int]:
+    """Channel indices of `conv`'s group, weakest first (L2 norm summed over every coupled layer)."""
+    group = _full_group(graph, conv)
+    imp = tp.importance.GroupMagnitudeImportance(p=2)(group)
+    if imp is None:  # no weights in the group (should not happen for a conv root)
+        imp = conv.weight.detach().flatten(1).norm(p=2, dim=1)
+    return torch.argsort(imp.detach(), stable=True).tolist()
+
+
+def conv_changes(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove: int) -> list[ConvChange]:
+    """The convs whose (cin, cout) change if `n_remove` channels of group `root` are pruned."""
+    conv = _module(model, root)
+    names = {m: n for n, m in model.named_modules()}
+    group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, list(range(n_remove)))
+    lost_in: dict[nn.Module, set] = {}
+    lost_out: dict[nn.Module, set] = {}
+    for dep, idxs in group:
+        m = dep.target.module
+        if not isinstance(m, nn.Conv2d):
+            continue
+        side = lost_out if graph.is_out_channel_pruning_fn(dep.handler) else lost_in
+        side.setdefault(m, set()).update(int(i) for i in idxs)
+    changes = []
+    for m in set(lost_in) | set(lost_out):
+        n_out = len(lost_out.get(m, ()))
+        n_in = len(lost_in.get(m, ()))
+        if m.groups > 1 and m.groups == m.in_channels == m.out_channels:  # depthwise: in and out move together
+            n_in = n_out = max(n_in, n_out)
+        changes.append(ConvChange(names[m], m.in_channels, m.out_channels, m.in_channels - n_in,
+                                  m.out_channels - n_out))
+    return sorted(changes, key=lambda c: c.name)
+
+
+def prune_group(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove: int) -> None:
+    """Remove the `n_remove` weakest (L2) channels of group `root`, in place, keeping every coupling."""
+    conv = _module(model, root)
+    if not 0 <= n_remove < conv.out_channels:
+        raise HwnasError(f"cannot remove {n_remove} of {conv.out_channels} channels from {root}")
+    if n_remove == 0:
+        return
+    idxs = l2_order(graph, conv)[:n_remove]
+    group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs)
+    if not graph.check_pruning_group(group):
+        raise HwnasError(f"pruning {n_remove} channels from {root} would empty a layer")
+    group.prune()
+
+
+def candidate_counts(channels: int, unit: int) -> list[int]:
+    """Channel counts below `channels`, largest first, on multiples of `unit` (the minimum is `unit`,
+    or 1 for a layer already narrower than the unit)."""
+    lo = unit if channels > unit else 1
+    first = ((channels - 1) // unit) * unit
+    counts = list(range(first, lo - 1, -unit)) if first >= lo else []
+    if not counts and channels > 1 and lo == 1:
+        counts = list(range(channels - 1, 0, -1))
+    return [c for c in counts if 0 < c < channels]
+
+
+def scale_width(model: nn.Module, input_shape, mult: float, unit: int = 8) -> nn.Module:
+    """Uniform width scaling of every prunable group (in place): channels → round(c·mult) to the unit,
+    at least `unit` (or the current count if smaller). `mult` near 0 gives the minimum-width network."""
+    if not 0 < mult <= 1:
+        raise HwnasError(f"width multiplier must be in (0, 1], got {mult}")
+    graph = build_graph(model, input_shape)
+    for root, channels in prunable_groups(model, graph).items():
+        keep = max(unit, int(round(channels * mult / unit)) * unit) if channels > unit else channels
+        keep = min(keep, channels)
+        if keep < channels:
+            prune_group(model, graph, root, channels - keep)
+    return model

@@ -1,0 +1,139 @@
+"""NetAdapt proposals: one per prunable group, evaluated independently (in a process pool when asked).
+
+A proposal = (the current network, one group, how many channels to remove). Evaluating it prunes the
+weakest-L2 channels of that group, fine-tunes briefly (short-term), measures validation accuracy and
+writes the fine-tuned network to a file; the parent keeps the best one and deletes the rest.
+A worker that dies (segfault, OOM kill) surfaces as an HwnasError naming the proposal — never a hang.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+import multiprocessing as mp
+
+from hwnas.errors import HwnasError
+
+
+@dataclass
+class Proposal:
+    group: str            # root conv of the group
+    channels: int         # channel count before
+    new_channels: int     # channel count after
+    predicted_ms: float   # LUT-predicted latency of the pruned network
+    model_in: str         # path of the current network (whole pickled module)
+    model_out: str        # where the fine-tuned proposal is written
+    input_shape: tuple
+    data: dict            # load_dataset arguments
+    short_steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    threads: int = 0
+
+
+@dataclass
+class ProposalResult:
+    group: str
+    channels: int
+    new_channels: int
+    predicted_ms: float
+    accuracy: float
+    model_out: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_DATA_CACHE: dict = {}
+
+
+def load_split(data: dict):
+    key = tuple(sorted(data.items()))
+    if key not in _DATA_CACHE:
+        from hwnas.data import load_dataset
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_dataset(**data)
+    return _DATA_CACHE[key]
+
+
+def load_model(path):
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_model(model, path) -> None:
+    """Atomic: write beside, fsync, rename."""
+    import torch
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save(model, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str):
+    from hwnas.data import make_loaders
+    from hwnas.train import evaluate, seed_everything, train
+    split = load_split(data)
+    seed_everything(seed)
+    train_loader, val_loader = make_loaders(split, batch_size=batch_size, seed=seed)
+    if steps > 0:
+        train(model, train_loader, steps=steps, lr=lr, progress=False, description=description)
+    return evaluate(model, val_loader)
+
+
+def evaluate_proposal(p: Proposal) -> ProposalResult:
+    import torch
+    from hwnas.adapt.groups import build_graph, prune_group
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    model = load_model(p.model_in)
+    graph = build_graph(model, p.input_shape)
+    prune_group(model, graph, p.group, p.channels - p.new_channels)
+    acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}")
+    save_model(model, p.model_out)
+    return ProposalResult(p.group, p.channels, p.new_channels, p.predicted_ms, float(acc), p.model_out)
+
+
+class ProposalPool:
+    """Runs `fn(proposal)` for a batch of proposals: in-process for workers=1, else in a spawned pool."""
+
+    def __init__(self, workers: int = 1, fn=evaluate_proposal):
+        if workers < 1:
+            raise HwnasError(f"--workers must be >= 1, got {workers}")
+        self.workers, self.fn = workers, fn
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, proposals: list[Proposal]) -> list[ProposalResult]:
+        if self.workers == 1 or len(proposals) <= 1:
+            return [self.fn(p) for p in proposals]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        futures = {}
+        for p in proposals:
+            p.threads = max(1, (os.cpu_count() or 1) // self.workers)
+            futures[self._pool.submit(self.fn, p)] = p
+        results = {}
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut].group] = fut.result()
+        except BrokenProcessPool:
+            self.close(broken=True)
+            pending = [p.group for f, p in futures.items() if p.group not in results]
+            raise HwnasError(f"a proposal worker crashed (died without a result) while evaluating "
+                             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}") from None
+        return [results[p.group] for p in proposals]
+
+    def close(self, broken: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not broken, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close(broken=exc[0] is not None)

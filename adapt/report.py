@@ -1,0 +1,80 @@
+"""NetAdapt outputs: the adapted model (state dict, whole module, ONNX, TFLite for TFLite devices), the
+trajectory as CSV/JSON and a PNG plot, and summary.json (original vs adapted, measured)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from hwnas.adapt.checkpoint import write_json_atomic
+
+COLUMNS = ["iteration", "group", "channels", "new_channels", "target_ms", "predicted_ms", "measured_ms",
+           "accuracy", "params", "macs", "seconds", "proposals"]
+
+
+def write_trajectory(out: Path, rows: list[dict]) -> None:
+    with open(out / "trajectory.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    (out / "trajectory.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def plot_trajectory(path: Path, rows: list[dict], budget_ms: float, title: str, final: dict | None = None,
+                    baseline: list[dict] | None = None) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["measured_ms"] for r in rows], [r["accuracy"] for r in rows], "o-", label="NetAdapt (short-term)")
+    if final:
+        ax.plot([final["measured_ms"]], [final["accuracy"]], "*", ms=12, label="NetAdapt + long-term")
+    if baseline:
+        ax.plot([b["measured_ms"] for b in baseline], [b["accuracy"] for b in baseline], "s--",
+                label="uniform width multiplier")
+    ax.axvline(budget_ms, color="grey", ls=":", label=f"budget {budget_ms:g} ms")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("validation top-1")
+    ax.set_title(title)
+    ax.invert_xaxis()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, state: dict, device, shape) -> dict:
+    import torch
+    from hwnas.adapt.proposals import load_model
+    from hwnas.models import stats
+    model = load_model(state["final"]["path"]).eval()
+    torch.save(model.state_dict(), out / "adapted_state_dict.pt")
+    torch.save(model, out / "adapted_model.pt")
+    from hwnas.latency.export import export_onnx
+    export_onnx(model, shape, out / "adapted.onnx")
+    files = ["adapted_state_dict.pt", "adapted_model.pt", "adapted.onnx"]
+    if device.artifact_format == "tflite":
+        from hwnas.latency.tflite import export_tflite
+        export_tflite(model, shape, out / "adapted.tflite")
+        files.append("adapted.tflite")
+    rows = state["trajectory"]
+    write_trajectory(out, rows)
+    first, final = rows[0], state["final"]
+    s = {k: int(v) for k, v in stats(model, shape).items()}
+    summary = {
+        "model": state["model"], "device": state["device"], "budget_ms": state["budget_ms"],
+        "input_shape": list(shape), "start": state["start"], "iterations": rows[-1]["iteration"],
+        "original": {"measured_ms": first["measured_ms"], "accuracy": first["accuracy"], "params": first["params"],
+                     "macs": first["macs"]},
+        "adapted": {"measured_ms": final["measured_ms"], "accuracy": final["accuracy"], "params": s["params"],
+                    "macs": s["macs"]},
+        "speedup": first["measured_ms"] / final["measured_ms"],
+        "budget_met": final["measured_ms"] <= state["budget_ms"],
+        "fine_tune_steps": state["fine_tune_steps"], "min_width_ms": state["min_width_ms"],
+        "seconds_per_iteration": [r["seconds"] for r in rows[1:]],
+        "files": files + ["trajectory.csv", "trajectory.json", "trajectory.png", "summary.json"],
+    }
+    plot_trajectory(out / "trajectory.png", rows, state["budget_ms"], f"NetAdapt {state['model']} on "
+                    f"{state['device']}", final)
+    write_json_atomic(out / "summary.json", summary)
+    return summary
