@@ -1,6 +1,9 @@
 """ShuffleNet V1 (Zhang et al., CVPR 2018) and V2 (Ma et al., ECCV 2018).
 
 Channel shuffle is reshape -> transpose -> reshape (exports as plain ONNX Reshape/Transpose).
+Torch-Pruning 1.6 cannot prune these networks (tag "tp-unsupported"): its reshape index mapping does
+not model a channel shuffle (V2: ZeroDivisionError while building the graph; V1: it also prunes the
+3-group 1x1 convs to widths not divisible by 3). NetAdapt must refuse them or use its own grouping.
 
 V1 unit: 1x1 group conv (bottleneck = out/4) + BN + ReLU -> shuffle -> 3x3 depthwise + BN -> 1x1 group
 conv + BN, then `+` input and ReLU; a stride-2 unit instead concatenates a 3x3 stride-2 average pool of
@@ -134,7 +137,7 @@ class ShuffleNetV2(nn.Module):
 # mult-adds; Table 2 rounds the 1x row to 140); no parameter count: the registered 1.9M is the
 # authors' released model's figure (tag params-from-ref).
 @register_model("shufflenet_v1", input_size=224, paper_params=1.9e6, paper_macs=137e6, width_mult=True,
-                family="shufflenet", tags=("params-from-ref",))
+                family="shufflenet", tags=("params-from-ref", "tp-unsupported"))
 def shufflenet_v1(num_classes: int = 1000, width_mult: float = 1.0, groups: int = 3, **kw):
     return ShuffleNetV1(groups, num_classes=num_classes, width_mult=width_mult, **kw)
 
@@ -150,7 +153,7 @@ def _register_v2(variant):
     widths, last, params, macs = _V2[variant]
 
     @register_model(f"shufflenet_v2_{variant}", input_size=224, paper_params=params, paper_macs=macs,
-                    width_mult=True, family="shufflenet_v2", tags=("params-rounded",) if variant == "x0_5" else ())
+                    width_mult=True, family="shufflenet_v2", tags=(("params-rounded",) if variant == "x0_5" else ()) + ("tp-unsupported",))
     def build(num_classes: int = 1000, width_mult: float = 1.0, **kw):
         return ShuffleNetV2(widths, last, num_classes=num_classes, width_mult=width_mult, **kw)
     build.__name__ = f"shufflenet_v2_{variant}"

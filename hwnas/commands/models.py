@@ -71,6 +71,6 @@ def command(patterns, json_out):
     # piped output would be squeezed to 80 columns: give it the width the table needs
     console = Console() if Console().is_terminal else Console(width=160)
     console.print(t)
-    click.echo("w: accepts width_mult. Tags: params-/macs-from-ref = the paper gives no such figure (or an inconsistent one, see the "
-               "model's source), the reference "
-               "implementation's is shown; params-rounded = the paper's figure has 2 significant digits.")
+    click.echo("w: accepts width_mult. Tags: params-/macs-from-ref = the paper gives no such figure (or an "
+               "inconsistent one, see the model's source) and the reference implementation's is shown; "
+               "params-rounded = the paper's figure has 2 significant digits.")

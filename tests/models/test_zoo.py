@@ -13,7 +13,7 @@ NAMES = zoo.list_models()
 WIDTH_NAMES = [n for n in NAMES if zoo.get_info(n).width_mult]
 # Networks registered without paper figures, on purpose (nothing to compare against).
 NO_PAPER_FIGURES = {"lenet5"}
-KNOWN_TAGS = {"params-from-ref", "macs-from-ref", "params-rounded"}
+KNOWN_TAGS = {"params-from-ref", "macs-from-ref", "params-rounded", "tp-unsupported"}
 # Exports of these write a few hundred MB of fully connected weights: run them, but as slow tests. They
 # are exported at 224: below it their adaptive pool must upsample to 6x6 / 7x7, which the TorchScript
 # ONNX exporter cannot express (at 224 the pool is skipped, the maps being 6x6 / 7x7 already).
