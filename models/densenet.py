@@ -6,7 +6,6 @@ everything before it; transitions are BN-ReLU-Conv1x1(c/2)-AvgPool2x2.
 import torch
 from torch import nn
 
-
 from hwnas.models.registry import register_model
 
 
