@@ -119,14 +119,12 @@ def prune_group(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove
 
 
 def candidate_counts(channels: int, unit: int) -> list[int]:
-    """Channel counts below `channels`, largest first, on multiples of `unit` (the minimum is `unit`,
-    or 1 for a layer already narrower than the unit)."""
-    lo = unit if channels > unit else 1
+    """Channel counts below `channels`, largest first, on multiples of `unit`, down to `unit` (a layer
+    at or below the unit is not pruned further — the same floor the minimum-width network uses)."""
+    if channels <= unit:
+        return []
     first = ((channels - 1) // unit) * unit
-    counts = list(range(first, lo - 1, -unit)) if first >= lo else []
-    if not counts and channels > 1 and lo == 1:
-        counts = list(range(channels - 1, 0, -1))
-    return [c for c in counts if 0 < c < channels]
+    return list(range(first, unit - 1, -unit))
 
 
 def scale_width(model: nn.Module, input_shape, mult: float, unit: int = 8) -> nn.Module:

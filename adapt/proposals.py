@@ -66,6 +66,7 @@ def load_model(path):
 def save_model(model, path) -> None:
     """Atomic: write beside, fsync, rename."""
     import torch
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         torch.save(model, f)

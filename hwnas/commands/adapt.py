@@ -1,0 +1,75 @@
+"""hwnas adapt: NetAdapt — shrink MODEL until its latency measured on DEVICE meets a budget."""
+from __future__ import annotations
+
+import click
+
+from hwnas.commands._common import devices_option, write_json
+
+
+@click.command("adapt")
+@click.argument("model")
+@click.option("--budget", required=True, help="Latency budget on the device, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
+@click.option("--data", default="digits", show_default=True, help="digits, an ImageFolder DIR or a FILE.npz.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Trained weights (state dict) to start from; without them the network is trained briefly first.")
+@click.option("--input-size", type=click.IntRange(min=8), default=32, show_default=True)
+@click.option("--short-steps", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Short-term fine-tune steps per proposal.")
+@click.option("--long-epochs", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Long-term fine-tune epochs at the end.")
+@click.option("--pretrain-steps", type=click.IntRange(min=0), default=300, show_default=True,
+              help="Training steps from scratch when no --weights are given.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes evaluating proposals in parallel.")
+@click.option("--initial-step", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="First latency reduction, as a fraction of the original latency "
+              "(the paper used 0.025).")
+@click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.96, show_default=True,
+              help="Per-iteration decay of the reduction step.")
+@click.option("--unit", type=click.IntRange(min=1), default=8, show_default=True, help="Channel rounding unit.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tune learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runs", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Device repeats per whole-network measurement.")
+@click.option("--out", default="netadapt-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished iteration.")
+@click.option("--json", "json_out", default=None, help="Write the summary as JSON to a file, or - for stdout.")
+@devices_option
+def command(model, budget, device, data, weights, input_size, short_steps, long_epochs, pretrain_steps, workers,
+            initial_step, decay, unit, batch_size, lr, seed, runs, out, resume, json_out, devices_file):
+    """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
+    from hwnas.adapt import AdaptConfig, adapt
+    from hwnas.models import get_info
+    from hwnas.units import parse_latency_ms
+
+    budget_ms = parse_latency_ms(budget)
+    get_info(model)  # unknown names fail here, before any work
+    cfg = AdaptConfig(model=model, budget_ms=budget_ms, device=device, data=data, weights=weights,
+                      input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
+                      pretrain_steps=pretrain_steps, workers=workers, initial_fraction=initial_step, decay=decay,
+                      unit=unit, batch_size=batch_size, lr=lr, seed=seed, runs=runs, devices_file=devices_file,
+                      resume=resume)
+    summary = adapt(cfg)
+    if json_out:
+        write_json(json_out, summary)
+    if json_out != "-":
+        _print(summary, out)
+
+
+def _print(s: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"NetAdapt {s['model']} on {s['device']} (budget {s['budget_ms']:g} ms, "
+                    f"{s['iterations']} iterations)")
+    for col in ("", "measured ms", "top-1", "params", "MACs"):
+        t.add_column(col, justify="right")
+    for name in ("original", "adapted"):
+        r = s[name]
+        t.add_row(name, f"{r['measured_ms']:.3f}", f"{r['accuracy']:.4f}", f"{r['params']:,}", f"{r['macs']:,}")
+    c = Console()
+    c.print(t)
+    c.print(f"speed-up {s['speedup']:.2f}x, budget {'met' if s['budget_met'] else 'MISSED'} (measured); "
+            f"start: {s['start']}; outputs in {out}/")

@@ -1,0 +1,35 @@
+"""Per-layer costs: timed on the real onnxruntime device, stored in SQLite, reused by a second run."""
+import sqlite3
+
+from hwnas.adapt.costs import LayerCosts, conv_inputs
+from hwnas.adapt.groups import build_graph, conv_changes
+from hwnas.latency.devices import get_device
+from tinynet import TinyNet
+
+SHAPE = (1, 3, 32, 32)
+
+
+def test_conv_inputs_sizes():
+    sizes = conv_inputs(TinyNet(), SHAPE)
+    assert sizes["stem.0"] == (32, 32) and sizes["dw.0"] == (16, 16) and sizes["head.0"] == (8, 8)
+    assert sizes["se.fc1"] == (1, 1)
+
+
+def test_costs_measured_once_then_read_back(tmp_path):
+    db = tmp_path / "layers.db"
+    m = TinyNet()
+    dev = get_device("cpu")
+    costs = LayerCosts(dev, m, SHAPE, db=db, runs=5, warmup=2)
+    wide = costs.latency("head.0", 64, 128)
+    narrow = costs.latency("head.0", 64, 8)
+    assert wide > 0 and narrow > 0 and costs.timed == 2
+    assert costs.latency("head.0", 64, 128) == wide and costs.timed == 2  # cached
+    g = build_graph(m, SHAPE)
+    d = costs.delta(conv_changes(m, g, "head.0", 120))
+    assert d == costs.latency("head.0", 64, 8) - wide
+    costs.close()
+    again = LayerCosts(dev, m, SHAPE, db=db, runs=5, warmup=2)
+    assert again.latency("head.0", 64, 128) == wide and again.timed == 0
+    rows = sqlite3.connect(db).execute("SELECT fingerprint, key FROM conv_ms").fetchall()
+    assert len(rows) == 2 and all(fp == dev.fingerprint_key() for fp, _ in rows)
+    assert any("in:8x8x64-out:128-k:1x1" in k for _, k in rows)
