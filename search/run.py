@@ -287,6 +287,12 @@ class SearchRun:
                 break
         return top
 
+    def _num_classes(self):
+        """The class count of the data the estimator uses (the head then matches the exported model)."""
+        est = getattr(self.estimator, "estimator", self.estimator)
+        split = getattr(est, "_split", None)
+        return getattr(split, "num_classes", None)
+
     def _input_shape(self) -> tuple[int, ...]:
         return (1, 3, self.space.input_size, self.space.input_size)
 
@@ -295,7 +301,7 @@ class SearchRun:
         out = []
         for r in top:
             torch.manual_seed(0)
-            model = self.space.build(tuple(r["arch"])).eval()
+            model = self.space.build(tuple(r["arch"]), num_classes=self._num_classes()).eval()
             m = self.device.measure(model, input_shape=self._input_shape(), warmup=10, runs=self.measure_runs)
             measured = float(m.median)
             out.append({**r, "predicted_ms": r["latency_ms"], "measured_ms": measured,
@@ -317,7 +323,7 @@ class SearchRun:
     def export_best(self, best: dict) -> dict:
         from hwnas.latency.export import export_onnx
         torch.manual_seed(0)
-        model = self.space.build(tuple(best["arch"])).eval()
+        model = self.space.build(tuple(best["arch"]), num_classes=self._num_classes()).eval()
         weights = "untrained (the architecture; train it on your data)"
         trainer = getattr(getattr(self.estimator, "estimator", self.estimator), "trained_model", None)
         if trainer is not None:
