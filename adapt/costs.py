@@ -3,8 +3,8 @@
 `LayerCosts(device, model, input_shape)` answers `.latency(layer_name, cin, cout)`. Each distinct conv
 (kernel, stride, groups kind, input size, cin, cout) is timed alone on the device the first time it is
 asked for (through `Device.measure` — the project's one timing loop) and kept in an SQLite table keyed by
-the device fingerprint, so later iterations and later runs reuse it. When the shared per-layer LUT of
-`hwnas.latency.lut.layers` holds the model, its (interpolated) figures are used instead.
+the device fingerprint, so later iterations and later runs reuse it. Only the (cin, cout) points the
+search actually asks for are timed (a bisection per group), never a full grid.
 
 A network's predicted latency is anchored to a measurement: predicted(new) = measured(current) +
 Σ_changed convs [cost(new cin, cout) − cost(old cin, cout)], so framework overhead cancels out.
@@ -49,7 +49,7 @@ def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
 
 class LayerCosts:
     def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None,
-                 runs: int = 20, warmup: int = 5):
+                 runs: int = 50, warmup: int = 10):
         self.device = device
         self.fp = device.fingerprint_key()
         self.runs, self.warmup = runs, warmup

@@ -65,8 +65,11 @@ def _stats(model, shape) -> dict:
 
 
 def _measure(device, model, shape, runs: int) -> float:
+    """Median latency on the device; adaptive (at least `runs` repeats, until the median's 95% CI is within
+    ±1%, capped at 10 s) because the budget decision rests on it."""
     model.eval()
-    return float(device.measure(model, input_shape=shape, warmup=max(5, runs // 5), runs=runs).median)
+    return float(device.measure(model, input_shape=shape, warmup=max(10, runs // 5), runs=runs, adaptive=True,
+                                min_runs=runs, rel_ci=0.01, time_cap_s=10.0).median)
 
 
 def _create(cfg: AdaptConfig, num_classes: int, model=None):

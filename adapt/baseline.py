@@ -1,0 +1,60 @@
+"""The NetAdapt baseline: the same network made uniformly narrower (every group × one width multiplier),
+from the same starting weights (weakest-L2 filters removed), fine-tuned for the same number of steps.
+
+`match_latency` finds the widest multiplier whose *measured* latency meets a target (bisection on the
+device); `evaluate_width` trains and measures one multiplier; `latency_at_accuracy` interpolates a curve.
+"""
+from __future__ import annotations
+
+import copy
+
+from hwnas.adapt.groups import scale_width
+from hwnas.adapt.proposals import fine_tune
+
+
+def measure_width(device, start, shape, mult: float, unit: int, runs: int) -> tuple[float, object]:
+    model = scale_width(copy.deepcopy(start), shape, mult, unit).eval()
+    return float(device.measure(model, input_shape=shape, warmup=max(5, runs // 5), runs=runs).median), model
+
+
+def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: int = 30,
+                  iterations: int = 7) -> tuple[float, float]:
+    """(multiplier, measured ms): the widest uniform multiplier measuring ≤ target_ms."""
+    lo, hi = 1e-9, 1.0
+    ms_hi, _ = measure_width(device, start, shape, hi, unit, runs)
+    if ms_hi <= target_ms:
+        return 1.0, ms_hi
+    best = (lo, measure_width(device, start, shape, lo, unit, runs)[0])
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ms, _ = measure_width(device, start, shape, mid, unit, runs)
+        if ms <= target_ms:
+            lo, best = mid, (mid, ms)
+        else:
+            hi = mid
+    return best
+
+
+def evaluate_width(device, start, shape, mult: float, data: dict, steps: int, *, unit: int = 8, batch_size: int = 64,
+                   lr: float = 0.01, seed: int = 0, runs: int = 30) -> dict:
+    from hwnas.models import stats
+    ms, model = measure_width(device, start, shape, mult, unit, runs)
+    acc = fine_tune(model, data, steps, batch_size, lr, seed, f"uniform x{mult:.3f}")
+    s = stats(model, shape)
+    return {"width_mult": mult, "measured_ms": ms, "accuracy": float(acc), "params": int(s["params"]),
+            "macs": int(s["macs"]), "steps": steps}
+
+
+def latency_at_accuracy(points: list[dict], accuracy: float) -> float | None:
+    """Latency where a (latency, accuracy) curve first reaches `accuracy`, linearly interpolated; None if
+    the curve never gets there."""
+    pts = sorted(points, key=lambda p: p["measured_ms"])
+    if not pts or max(p["accuracy"] for p in pts) < accuracy:
+        return None
+    if pts[0]["accuracy"] >= accuracy:
+        return pts[0]["measured_ms"]
+    for a, b in zip(pts, pts[1:]):
+        if a["accuracy"] < accuracy <= b["accuracy"]:
+            f = (accuracy - a["accuracy"]) / (b["accuracy"] - a["accuracy"])
+            return a["measured_ms"] + f * (b["measured_ms"] - a["measured_ms"])
+    return pts[-1]["measured_ms"]

@@ -1,0 +1,43 @@
+"""`hwnas adapt` from the command line: the contract options and one-line errors."""
+import subprocess
+import sys
+
+import pytest
+
+
+def hwnas(*args):
+    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(r, match):
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), r.stderr
+    assert match in lines[-1], lines[-1]
+    assert "Traceback" not in r.stderr
+
+
+def test_help_lists_the_contract_options():
+    r = hwnas("adapt", "--help")
+    assert r.returncode == 0
+    for opt in ("--budget", "--device", "--data", "--weights", "--input-size", "--short-steps", "--long-epochs",
+                "--workers", "--out", "--resume"):
+        assert opt in r.stdout
+
+
+@pytest.mark.parametrize("args,match", [
+    (["mobilenet_v2", "--budget", "20"], "cannot read latency"),
+    (["mobilenet_v2", "--budget", "fast"], "cannot read latency"),
+    (["no_such_net", "--budget", "2ms"], "no_such_net"),
+    (["mobilenet_v2", "--budget", "2ms", "--device", "no-such-device"], "unknown device"),
+    (["mobilenet_v2", "--budget", "2ms", "--weights", "/nonexistent/w.pt"], "not found"),
+])
+def test_bad_input_is_one_clear_line(args, match, tmp_path):
+    assert_one_line_error(hwnas("adapt", *args, "--out", str(tmp_path / "run")), match)
+
+
+def test_unreachable_budget_is_reported_before_training(tmp_path):
+    pytest.importorskip("hwnas.data")
+    r = hwnas("adapt", "mobilenet_v2", "--budget", "1us", "--out", str(tmp_path / "run"))
+    assert_one_line_error(r, "out of reach")
+    assert "training" not in r.stderr
