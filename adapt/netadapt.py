@@ -66,10 +66,10 @@ def _stats(model, shape) -> dict:
 
 def _measure(device, model, shape, runs: int) -> float:
     """Median latency on the device; adaptive (at least `runs` repeats, until the median's 95% CI is within
-    ±1%, capped at 10 s) because the budget decision rests on it."""
+    ±1%, capped at 3 s) because the budget decision rests on it."""
     model.eval()
     return float(device.measure(model, input_shape=shape, warmup=max(10, runs // 5), runs=runs, adaptive=True,
-                                min_runs=runs, rel_ci=0.01, time_cap_s=10.0).median)
+                                min_runs=runs, rel_ci=0.01, time_cap_s=3.0).median)
 
 
 def _create(cfg: AdaptConfig, num_classes: int, model=None):
@@ -181,21 +181,26 @@ class NetAdapt:
         i = last["iteration"] + 1
         cur_ms, cur_acc = last["measured_ms"], last["accuracy"]
         delta = cfg.initial_fraction * state["original_ms"] * cfg.decay ** (i - 1)
-        target = max(cur_ms - delta, cfg.budget_ms * 0.99)
-        model = load_model(state["current"])
+        last_path = state["current"]
+        model = load_model(last_path)
         graph = build_graph(model, shape)
         groups = prunable_groups(model, graph)
         work = self.out / "proposals"
         work.mkdir(parents=True, exist_ok=True)
-        proposals = []
-        for k, (g, ch) in enumerate(sorted(groups.items())):
-            found = _largest_meeting(costs, model, graph, g, ch, cfg.unit, cur_ms, target)
-            if found is None:
-                continue
-            new_ch, pred = found
-            proposals.append(Proposal(g, ch, new_ch, pred, state["current"], str(work / f"{i:03d}_{k:03d}.pt"),
-                                      tuple(shape), cfg.data_args(), cfg.short_steps, cfg.batch_size, cfg.lr,
-                                      cfg.seed + 1000 * i + k))
+        for _ in range(6):  # when no single group can remove Δ, ask for less (Δ/2, Δ/4, ...)
+            target = max(cur_ms - delta, cfg.budget_ms * 0.99)
+            proposals = []
+            for k, (g, ch) in enumerate(sorted(groups.items())):
+                found = _largest_meeting(costs, model, graph, g, ch, cfg.unit, cur_ms, target)
+                if found is None:
+                    continue
+                new_ch, pred = found
+                proposals.append(Proposal(g, ch, new_ch, pred, state["current"],
+                                          str(work / f"{i:03d}_{k:03d}.pt"), tuple(shape), cfg.data_args(),
+                                          cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + k))
+            if proposals:
+                break
+            delta /= 2
         if not proposals:  # the per-layer costs say no single group reaches the target: take the biggest cut
             best = None
             for g, ch in groups.items():
@@ -231,6 +236,9 @@ class NetAdapt:
         ckpt.save_state(self.out, state)
         for r in results:
             Path(r.model_out).unlink(missing_ok=True)
+        previous = Path(last_path)
+        if previous.name != "iter_000.pt" and previous != path:  # keep the start and the newest only
+            previous.unlink(missing_ok=True)
         return state
 
     # ------------------------------------------------------------------ the run
@@ -308,7 +316,9 @@ class NetAdapt:
 
     # ------------------------------------------------------------------ outputs
     def _finish(self, state, device, shape) -> dict:
+        import shutil
         from hwnas.adapt.report import write_outputs
+        shutil.rmtree(self.out / "proposals", ignore_errors=True)
         return write_outputs(self.out, state, device, shape)
 
 
