@@ -36,3 +36,40 @@ def test_help_lists_the_contract_options():
 ])
 def test_bad_input_is_one_clear_line(args, match, tmp_path):
     assert_one_line_error(hwnas("search", "--out", str(tmp_path / "run"), *args), match)
+
+
+@pytest.mark.slow
+def test_search_end_to_end_on_cpu_with_digits_and_resume(tmp_path):
+    """Real space (mnasnet-tiny), real latency table for `cpu`, short training on digits, hard target
+    between the fastest and the slowest network; then --resume with more samples."""
+    pytest.importorskip("hwnas.search.spaces")
+    pytest.importorskip("hwnas.data")
+    from hwnas.latency.devices import get_device
+    from hwnas.search.run import load_predictor
+    from hwnas.search.spaces import get_space
+
+    db = tmp_path / "lut.db"
+    space = get_space("mnasnet-tiny")
+    pred = load_predictor(space, get_device("cpu"), db)
+    rng = __import__("numpy").random.default_rng(0)
+    lats = sorted(pred.predict(space.sample(rng)) for _ in range(200))
+    target = f"{lats[len(lats) // 2]:.4f}ms"   # the median random network: half the space is feasible
+    out = tmp_path / "run"
+    base = ["search", "--device", "cpu", "--space", "mnasnet-tiny", "--target", target, "--hard",
+            "--strategy", "evolution", "--estimator", "short-train", "--train-steps", "8", "--top-k", "3",
+            "--db", str(db), "--out", str(out)]
+    r = hwnas(*base, "--samples", "12")
+    assert r.returncode == 0, r.stderr
+    for name in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json", "best.onnx"):
+        assert (out / name).exists(), name
+    first = (out / "samples.jsonl").read_text().splitlines()
+    assert len(first) == 12
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["estimator_is_accuracy"] and 0 < summary["best"]["accuracy"] <= 1
+    assert all("measured_ms" in t and "predicted_ms" in t for t in summary["top_k"])
+    assert "measured" in r.stdout and "predicted" in r.stdout
+    assert_one_line_error(hwnas(*base, "--samples", "16"), "--resume")
+    r = hwnas(*base, "--samples", "16", "--resume")
+    assert r.returncode == 0, r.stderr
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    assert lines[:12] == first and [json.loads(x)["i"] for x in lines] == list(range(16))
