@@ -1,0 +1,129 @@
+"""Training and evaluation loops shared by search (short training) and NetAdapt (fine-tuning).
+
+    seed_everything(0)
+    result = train(model, train_loader, steps=300, lr=0.05)
+    top1 = evaluate(model, val_loader)
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.errors import HwnasError
+from hwnas.progress import progress
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def adaptive_gradient_clip_(parameters, clip: float, eps: float = 1e-3) -> None:
+    """Adaptive gradient clipping (Brock et al. 2021, NFNets): scale each unit's gradient so that
+    ||G_i|| <= clip * max(||W_i||, eps), where a unit is one output row (dim 0) of the weight."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        w, g = p.detach(), p.grad.detach()
+        dims = tuple(range(1, w.ndim)) if w.ndim > 1 else None
+        w_norm = (w.norm(dim=dims, keepdim=True) if dims else w.norm()).clamp_min(eps)
+        g_norm = (g.norm(dim=dims, keepdim=True) if dims else g.norm()).clamp_min(1e-6)
+        max_norm = clip * w_norm
+        g.mul_(torch.where(g_norm > max_norm, max_norm / g_norm, torch.ones_like(g_norm)))
+
+
+def _classifier_params(model: nn.Module) -> set[int]:
+    """Parameters of the last Linear layer (AGC leaves the classifier unclipped, as the paper does)."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return {id(p) for p in last.parameters()} if last is not None else set()
+
+
+def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | None = None, lr: float = 0.05,
+          momentum: float = 0.9, weight_decay: float = 4e-5, optimizer: str = "sgd", schedule: str = "cosine",
+          label_smoothing: float = 0.0, agc_clip: float | None = None, device: str = "cpu",
+          threads: int | None = None, progress_bar: bool = True, description: str = "train") -> TrainResult:
+    """Train `model` for exactly `steps` optimizer steps, or `epochs` passes over `loader` (one of the two)."""
+    if (steps is None) == (epochs is None):
+        raise HwnasError("give exactly one of steps and epochs for training")
+    per_epoch = len(loader)
+    if per_epoch == 0:
+        raise HwnasError("the training data loader is empty")
+    total = steps if steps is not None else epochs * per_epoch
+    if total < 1:
+        raise HwnasError(f"training needs at least one step, got {total}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise HwnasError(f"unknown optimizer {optimizer!r} (sgd or adam)")
+    if schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    elif schedule == "constant":
+        sched = None
+    else:
+        raise HwnasError(f"unknown schedule {schedule!r} (cosine or constant)")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    clipped = [p for p in params if id(p) not in _classifier_params(model)] if agc_clip else []
+    start = time.perf_counter()
+    step, loss_value = 0, float("nan")
+    with progress(total, description, enabled_=None if progress_bar else False) as bar:
+        while step < total:
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                if agc_clip:
+                    adaptive_gradient_clip_(clipped, agc_clip)
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step += 1
+                loss_value = float(loss.detach())
+                bar.advance()
+                if step >= total:
+                    break
+    if not math.isfinite(loss_value):
+        raise HwnasError(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
+    return TrainResult(steps=step, final_loss=loss_value, seconds=time.perf_counter() - start)
+
+
+def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
+    return int((logits.argmax(dim=1) == y).sum())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: str = "cpu") -> float:
+    """Top-1 accuracy in [0, 1]."""
+    was_training = model.training
+    model.to(device).eval()
+    correct = total = 0
+    for x, y in loader:
+        correct += count_correct(model(x.to(device)), y.to(device))
+        total += len(y)
+    model.train(was_training)
+    if total == 0:
+        raise HwnasError("the evaluation data loader is empty")
+    return correct / total
