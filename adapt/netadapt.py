@@ -162,7 +162,7 @@ class NetAdapt:
                  f"before adapting")
             pre = f"trained from scratch for {cfg.pretrain_steps} steps"
             acc = fine_tune(model, cfg.data_args(), cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr,
-                            cfg.seed, "pre-train")
+                            cfg.seed, "pre-train", show_progress=True)
         path = self.out / "checkpoints" / "iter_000.pt"
         save_model(model, path)
         row = {"iteration": 0, "group": "", "channels": 0, "new_channels": 0, "target_ms": None,
@@ -179,7 +179,7 @@ class NetAdapt:
         t0 = time.time()
         last = state["trajectory"][-1]
         i = last["iteration"] + 1
-        cur_ms, cur_acc = last["measured_ms"], last["accuracy"]
+        cur_ms, cur_acc = state.get("current_ms") or last["measured_ms"], last["accuracy"]
         delta = cfg.initial_fraction * state["original_ms"] * cfg.decay ** (i - 1)
         last_path = state["current"]
         model = load_model(last_path)
@@ -231,7 +231,7 @@ class NetAdapt:
         _log(f"iteration {i}: {chosen.group} {chosen.channels}→{chosen.new_channels}, predicted "
              f"{chosen.predicted_ms:.3f} ms, measured {measured:.3f} ms, top-1 {chosen.accuracy:.4f} "
              f"({row['seconds']:.1f} s)")
-        state = {**state, "current": str(path), "trajectory": state["trajectory"] + [row],
+        state = {**state, "current": str(path), "trajectory": state["trajectory"] + [row], "current_ms": None,
                  "fine_tune_steps": state["fine_tune_steps"] + cfg.short_steps}
         ckpt.save_state(self.out, state)
         for r in results:
@@ -275,7 +275,7 @@ class NetAdapt:
         try:
             while state["phase"] != "done":
                 if state["phase"] == "iterate":
-                    if state["trajectory"][-1]["measured_ms"] <= cfg.budget_ms:
+                    if (state.get("current_ms") or state["trajectory"][-1]["measured_ms"]) <= cfg.budget_ms:
                         state = {**state, "phase": "long"}
                         ckpt.save_state(self.out, state)
                         continue
@@ -296,7 +296,8 @@ class NetAdapt:
         from hwnas.data import make_loaders
         steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
-        acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term")
+        acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
+                        show_progress=True)
         measured = _measure(device, model, shape, max(cfg.runs, 50))
         path = self.out / "final.pt"
         save_model(model, path)
@@ -307,8 +308,7 @@ class NetAdapt:
             state["phase"] = "done"
         else:  # measurement noise or drift: keep shrinking on measured feedback
             _log(f"final network measures {measured:.3f} ms > budget {cfg.budget_ms:g} ms; iterating again")
-            last = dict(state["trajectory"][-1], measured_ms=measured)
-            state["trajectory"] = state["trajectory"][:-1] + [last]
+            state["current_ms"] = measured  # the trajectory keeps what each iteration measured
             state["current"] = str(path)
             state["phase"] = "iterate"
         ckpt.save_state(self.out, state)

@@ -75,14 +75,15 @@ def save_model(model, path) -> None:
     os.replace(tmp, path)
 
 
-def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str):
+def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str,
+              show_progress: bool = False):
     from hwnas.data import make_loaders
     from hwnas.train import evaluate, seed_everything, train
     split = load_split(data)
     seed_everything(seed)
     train_loader, val_loader = make_loaders(split, batch_size=batch_size, seed=seed)
     if steps > 0:
-        train(model, train_loader, steps=steps, lr=lr, progress=False, description=description)
+        train(model, train_loader, steps=steps, lr=lr, progress_bar=show_progress, description=description)
     return evaluate(model, val_loader)
 
 
