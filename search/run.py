@@ -19,6 +19,7 @@ recorded reward is told back), then the search continues at sample n.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -219,9 +220,9 @@ class SearchRun:
         records = self._prepare_dir()
         self._restore(records)
         samples_path = self.out / SAMPLES
-        todo = self.samples - len(records)
-        bar = self.progress(max(todo, 0)) if (self.progress and todo > 0) else None
-        try:
+        ctx = (self.progress(self.samples, len(records)) if self.progress and len(records) < self.samples
+               else contextlib.nullcontext(None))
+        with ctx as bar:
             for i in range(len(records), self.samples):
                 arch = tuple(self.space.validate(self.strategy.ask()))
                 rec = {"i": i, **self.evaluate(arch)}
@@ -231,12 +232,9 @@ class SearchRun:
                 if (i + 1) % self.checkpoint_every == 0 or i + 1 == self.samples:
                     self._checkpoint(i + 1)
                 if bar is not None:
-                    bar.update(1)
+                    bar.advance(1, description=f"search: best reward {max(r['reward'] for r in records):.4f}")
                 if self.after_sample:
                     self.after_sample(i)
-        finally:
-            if bar is not None:
-                bar.close()
         return self.finish(records)
 
     # -- results ------------------------------------------------------------------------------------
@@ -372,11 +370,8 @@ def _lut_builder():
 
 
 def _progress_factory(description: str):
-    try:
-        from hwnas.progress import progress
-    except ImportError:
-        return None
-    return lambda total: progress(total, description)
+    from hwnas.progress import progress
+    return lambda total, done: progress(total, description, completed=done)
 
 
 def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str = "evolution",

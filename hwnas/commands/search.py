@@ -7,11 +7,7 @@ from hwnas.commands._common import devices_option
 
 
 def _log(msg: str) -> None:
-    try:
-        from hwnas.progress import log
-    except ImportError:
-        click.echo(msg, err=True)
-        return
+    from hwnas.progress import log
     log(msg)
 
 

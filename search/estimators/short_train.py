@@ -16,7 +16,7 @@ def load_split(space, data, seed: int):
 @register_estimator("short-train")
 class ShortTrain(Estimator):
     def __init__(self, space, data="digits", seed: int = 0, steps: int = 60, batch_size: int = 64,
-                 lr: float = 0.05):
+                 lr: float = 0.2):
         super().__init__(space, data=data or "digits", seed=seed)
         if steps < 1 or batch_size < 1 or lr <= 0:
             raise HwnasError(f"short-train needs steps >= 1, batch_size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})")
@@ -41,7 +41,7 @@ class ShortTrain(Estimator):
         seed_everything(self.seed)
         model = self.space.build(tuple(arch), num_classes=split.num_classes)
         train_loader, _ = make_loaders(split, self.batch_size, self.seed)
-        train(model, train_loader, steps=self.steps, lr=self.lr)
+        train(model, train_loader, steps=self.steps, lr=self.lr, progress_bar=False)
         return model.eval()
 
     def estimate(self, arch) -> float:
