@@ -47,14 +47,16 @@ def run_one(name: str, args) -> dict:
     cfg = AdaptConfig(name, budget_ms=budget, device=args.device, data=args.data, input_size=args.input_size,
                       out=str(out), short_steps=args.short_steps, long_epochs=args.long_epochs,
                       pretrain_steps=args.pretrain_steps, workers=args.workers, initial_fraction=args.initial_step,
-                      resume=args.resume)
+                      batch_size=args.batch_size, resume=args.resume)
     s = adapt(cfg)
     adapt_s = time.time() - t0
     start = load_model(out / "checkpoints" / "iter_000.pt")
     steps = s["fine_tune_steps"]
     mult, _ = match_latency(dev, start, shape, s["adapted"]["measured_ms"])
-    eq = evaluate_width(dev, start, shape, mult, data, steps)
-    curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps) for m in args.curve if abs(m - mult) > 0.02]
+    kw = {"batch_size": args.batch_size}
+    eq = evaluate_width(dev, start, shape, mult, data, steps, **kw)
+    curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps, **kw) for m in args.curve
+                    if abs(m - mult) > 0.02]
     lat_base = latency_at_accuracy(curve, s["adapted"]["accuracy"])
     from hwnas.adapt.report import plot_trajectory
     rows = json.loads((out / "trajectory.json").read_text())
@@ -107,6 +109,7 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--initial-step", type=float, default=0.1)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--curve", type=float, nargs="*", default=[0.5, 0.75, 1.0])
     ap.add_argument("--out", default="/tmp/hwnas-bench-netadapt")
     ap.add_argument("--resume", action="store_true")
