@@ -179,7 +179,10 @@ class NetAdapt:
         t0 = time.time()
         last = state["trajectory"][-1]
         i = last["iteration"] + 1
-        cur_ms, cur_acc = state.get("current_ms") or last["measured_ms"], last["accuracy"]
+        # Pruning only removes work, so the lowest latency measured along the way bounds the current one
+        # from above: a measurement inflated by a busy machine does not reset the target.
+        cur_ms = min([state.get("current_ms") or last["measured_ms"]] + [r["measured_ms"] for r in state["trajectory"]])
+        cur_acc = last["accuracy"]
         delta = cfg.initial_fraction * state["original_ms"] * cfg.decay ** (i - 1)
         last_path = state["current"]
         model = load_model(last_path)
@@ -222,6 +225,10 @@ class NetAdapt:
         chosen = _pick(results, cur_acc, cur_ms)
         model = load_model(chosen.model_out)
         measured = _measure(device, model, shape, cfg.runs)
+        for _ in range(2):  # slower than before pruning means the machine was busy: measure again, keep the best
+            if measured <= cur_ms * 1.05:
+                break
+            measured = min(measured, _measure(device, model, shape, cfg.runs))
         path = self.out / "checkpoints" / f"iter_{i:03d}.pt"
         save_model(model, path)
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
