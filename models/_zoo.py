@@ -5,5 +5,5 @@ import pkgutil
 import hwnas.models as _pkg
 
 for _m in pkgutil.iter_modules(_pkg.__path__):
-    if not _m.name.startswith("_") and _m.name not in ("registry", "stats"):
+    if not _m.name.startswith("_") and _m.name not in ("registry", "stats", "layers"):
         importlib.import_module(f"hwnas.models.{_m.name}")

@@ -9,9 +9,17 @@ resolution per variant. `width_mult` multiplies the variant's width coefficient.
 """
 import math
 
+from functools import partial
+
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import SqueezeExcite as _SqueezeExcite
+from hwnas.models.layers import conv_bn as _conv_bn
+from hwnas.models.layers import make_divisible
+
+conv_bn = partial(_conv_bn, act=nn.SiLU)
+SqueezeExcite = partial(_SqueezeExcite, act=nn.SiLU)
 
 # repeats, kernel, first stride, expansion, out channels  (paper Table 1, B0); SE ratio 0.25 everywhere
 _B0 = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
@@ -19,32 +27,6 @@ _B0 = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (
 # variant: (width coefficient, depth coefficient, resolution, dropout)
 _VARIANTS = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
              "b3": (1.2, 1.4, 300, 0.3)}
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.SiLU()
-        self.expand = nn.Conv2d(hidden, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x):
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
 class MBConv(nn.Module):

@@ -9,6 +9,7 @@ head, which only grows for multipliers > 1.
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import SqueezeExcite, conv_bn, make_divisible
 
 # repeats, kernel, first stride, expansion, out channels, SE ratio, skip  (paper Fig. 7 / released code)
 _A1 = [(1, 3, 1, 1, 16, 0.0, False), (2, 3, 2, 6, 24, 0.0, True), (3, 5, 2, 3, 40, 0.25, True),
@@ -17,32 +18,6 @@ _A1 = [(1, 3, 1, 1, 16, 0.0, False), (2, 3, 2, 6, 24, 0.0, True), (3, 5, 2, 3, 4
 _B1 = [(1, 3, 1, 1, 16, 0.0, False), (3, 3, 2, 3, 24, 0.0, True), (3, 5, 2, 3, 40, 0.0, True),
        (3, 5, 2, 6, 80, 0.0, True), (2, 3, 1, 6, 96, 0.0, True), (4, 5, 2, 6, 192, 0.0, True),
        (1, 3, 1, 6, 320, 0.0, False)]
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.ReLU()
-        self.expand = nn.Conv2d(hidden, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x):
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
 class MBConv(nn.Module):

@@ -4,31 +4,21 @@ are rounded to multiples of 8."""
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import conv_bn, make_divisible
 
 # (output channels, stride of the depthwise conv), paper Table 1. The paper's table lists the last
 # depthwise conv as s2 on a 7x7 map with a 7x7 output: it is stride 1 in the released model.
 _CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
 
 
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def conv_bn_relu(cin, cout, k, stride=1, groups=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU())
-
-
 class MobileNetV1(nn.Module):
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.001, in_chans: int = 3):
         super().__init__()
         c = make_divisible(32 * width_mult)
-        layers = [conv_bn_relu(in_chans, c, 3, 2)]
+        layers = [conv_bn(in_chans, c, 3, 2)]
         for cout, stride in _CFG:
             cout = make_divisible(cout * width_mult)
-            layers += [conv_bn_relu(c, c, 3, stride, groups=c), conv_bn_relu(c, cout, 1)]
+            layers += [conv_bn(c, c, 3, stride, groups=c), conv_bn(c, cout, 1)]
             c = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))

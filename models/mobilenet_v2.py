@@ -4,25 +4,18 @@ Block: 1x1 expand (t x) + BN + ReLU6 -> 3x3 depthwise + BN + ReLU6 -> 1x1 projec
 identity shortcut (plain `+`) when stride 1 and in == out. `width_mult` scales every layer (rounded to
 multiples of 8) except the last 1280-channel conv, which only grows for multipliers > 1, as in the paper.
 """
+from functools import partial
+
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import conv_bn as _conv_bn
+from hwnas.models.layers import make_divisible
+
+conv_bn = partial(_conv_bn, act=nn.ReLU6)
 
 # expansion t, output channels c, repeats n, first stride s (paper Table 2)
 _CFG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.ReLU6())
-    return nn.Sequential(*layers)
 
 
 class InvertedResidual(nn.Module):

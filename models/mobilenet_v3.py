@@ -7,9 +7,14 @@ Head: 1x1 conv + BN + h-swish, pool, 1x1 conv (no BN) + h-swish (written as Line
 vector, the same weights), dropout, classifier. `width_mult` scales every layer (multiples of 8)
 except the last hidden layer, which only grows for multipliers > 1.
 """
+from functools import partial
+
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import SqueezeExcite as _SqueezeExcite
+from hwnas.models.layers import conv_bn as _conv_bn
+from hwnas.models.layers import make_divisible
 
 # kernel, expanded, out, SE, activation ("RE"/"HS"), stride  (paper Tables 1 and 2)
 _LARGE = [
@@ -27,34 +32,14 @@ _SMALL = [
 ]
 
 
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def _act(name):
-    return nn.Hardswish() if name == "HS" else nn.ReLU()
+_ACTS = {"RE": nn.ReLU, "HS": nn.Hardswish, None: None}
 
 
 def conv_bn(cin, cout, k, stride=1, groups=1, act="RE"):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(_act(act))
-    return nn.Sequential(*layers)
+    return _conv_bn(cin, cout, k, stride, groups, act=_ACTS[act])
 
 
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.ReLU()
-        self.expand = nn.Conv2d(hidden, channels, 1)
-        self.gate = nn.Hardsigmoid()
-
-    def forward(self, x):
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+SqueezeExcite = partial(_SqueezeExcite, gate=nn.Hardsigmoid)
 
 
 class Bneck(nn.Module):

@@ -5,13 +5,15 @@ convolution carries the stride (`stride_in_3x3=True` gives the later "v1.5" vari
 to the 3x3 conv: same parameters, ~6% more MACs). Shortcuts that change shape are 1x1 conv + BN
 (option B). The residual add is a plain `+`.
 """
+from functools import partial
+
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import conv_bn as _conv_bn
 
 
-def conv_bn(cin, cout, k, stride=1, groups=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout))
+conv_bn = partial(_conv_bn, act=None)  # activations are applied after the residual sum
 
 
 class BasicBlock(nn.Module):

@@ -4,29 +4,15 @@ A ResNet-50 bottleneck whose residual branch is rescaled per channel, before the
 block: global average pool -> 1x1 conv (C/16) -> ReLU -> 1x1 conv (C) -> sigmoid -> multiply.
 (1x1 convs on a 1x1 map are the paper's two fully connected layers, biases included.)
 """
-from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import SqueezeExcite
 from hwnas.models.resnet import Bottleneck, ResNet
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = channels // reduction
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.ReLU()
-        self.expand = nn.Conv2d(hidden, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x):
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
 class SEBottleneck(Bottleneck):
     def make_se(self, channels):
-        return SqueezeExcite(channels, 16)
+        return SqueezeExcite(channels, channels // 16)
 
 
 # Paper: 3.87 GFLOPs (multiply-adds, Table 2) and 28.1M params (reduction-ratio ablation, r=16).

@@ -23,19 +23,7 @@ import torch
 from torch import nn
 
 from hwnas.models.registry import register_model
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never going below 90% of `v`."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+from hwnas.models.layers import conv_bn, make_divisible
 
 
 class ChannelShuffle(nn.Module):
