@@ -1,0 +1,129 @@
+"""remote backend: a device on another machine running `hwnas agent serve`.
+
+The artifact format is the agent device's (asked once with GET /devices); the prepared file is
+uploaded as raw bytes to POST /measure and the agent's JSON comes back as a Measurement. The
+fingerprint is the agent device's own (so LUT rows match those built on the agent itself), plus
+`via: host:port`. Every call has a timeout: a dead or hung agent is an error, never a hang.
+"""
+from __future__ import annotations
+
+import os
+
+from hwnas.errors import HwnasError
+from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, OpTiming
+from hwnas.latency.devices.registry import register_backend
+from hwnas.latency.measure import Measurement
+
+
+class RemoteOptions(BackendOptions):
+    host: str
+    port: int = 7711
+    token_env: str | None = None   # name of the environment variable holding the agent's token
+    device: str = "cpu"            # device name on the agent
+    timeout_s: float = 900.0       # one measurement, upload included
+    connect_timeout_s: float = 10.0
+
+
+@register_backend
+class RemoteBackend(Backend):
+    name = "remote"
+    artifact_format = "onnx"  # replaced per instance by the agent device's format (see the property below)
+    Options = RemoteOptions
+
+    def __init__(self, device_name, options):
+        super().__init__(device_name, options)
+        self._info: dict | None = None
+        self.last_response: dict = {}
+
+    @property
+    def where(self) -> str:
+        return f"{self.options.host}:{self.options.port}"
+
+    def _headers(self) -> dict:
+        env = self.options.token_env
+        if not env:
+            return {}
+        token = os.environ.get(env, "").strip()
+        if not token:
+            raise HwnasError(f"device {self.device_name!r}: set ${env} to the token of the agent at {self.where}")
+        return {"Authorization": f"Bearer {token}"}
+
+    def _request(self, method: str, path: str, *, timeout: float | None = None, **kw) -> dict | list:
+        import httpx
+        t = httpx.Timeout(timeout or self.options.timeout_s, connect=self.options.connect_timeout_s)
+        url = f"http://{self.where}{path}"
+        try:
+            r = httpx.request(method, url, headers=self._headers(), timeout=t, **kw)
+        except httpx.ConnectError as e:
+            raise HwnasError(f"device {self.device_name!r}: cannot reach the agent at {self.where} ({e}); is "
+                             f"`hwnas agent serve` running there?") from None
+        except httpx.TimeoutException:
+            raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} gave no answer within "
+                             f"{timeout or self.options.timeout_s:g}s") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} closed the connection "
+                             f"mid-request (stopped or crashed?): {type(e).__name__}") from None
+        if r.status_code == 200:
+            return r.json()
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text[:200]
+        if r.status_code in (401, 403):
+            raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} refused the token ({detail}); "
+                             f"check ${self.options.token_env or '<token_env>'}")
+        if r.status_code == 413:
+            raise HwnasError(f"device {self.device_name!r}: model too large for the agent at {self.where}: {detail}")
+        raise HwnasError(f"device {self.device_name!r} (agent {self.where}): {detail}")
+
+    def info(self) -> dict:
+        if self._info is None:
+            rows = self._request("GET", "/devices", timeout=120)
+            match = [r for r in rows if r["name"] == self.options.device]
+            if not match:
+                raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} has no device "
+                                 f"{self.options.device!r} (it has: {', '.join(r['name'] for r in rows)})")
+            if not match[0].get("usable", False):
+                raise HwnasError(f"device {self.device_name!r}: device {self.options.device!r} on the agent at "
+                                 f"{self.where} is not usable: {match[0].get('reason')}")
+            self._info = match[0]
+        return self._info
+
+    @property
+    def artifact_format(self) -> str:  # type: ignore[override]
+        fmt = self.info()["artifact_format"]
+        if fmt == "torch":
+            raise HwnasError(f"device {self.device_name!r}: agent device {self.options.device!r} runs torch modules, "
+                             f"which cannot be sent (no pickle on the wire); use an onnx or tflite device there")
+        return fmt
+
+    def check(self) -> None:
+        self.info()
+
+    def fingerprint(self) -> dict:
+        fp = {k: v for k, v in self.info()["fingerprint"].items() if k != "key"}
+        fp["via"] = self.where
+        return fp
+
+    def _post(self, artifact: Artifact, warmup: int, runs: int, adaptive: bool, per_op: bool) -> dict:
+        if artifact.path is None:
+            raise HwnasError(f"device {self.device_name!r}: nothing to upload (a file artifact is needed)")
+        shapes = ",".join((f"{k}=" if k else "") + "x".join(map(str, v)) for k, v in artifact.input_shapes.items())
+        params = {"device": self.options.device, "filename": artifact.path.name, "warmup": warmup, "runs": runs,
+                  "adaptive": str(adaptive).lower(), "per_op": str(per_op).lower()}
+        if shapes:
+            params["input_shape"] = shapes
+        data = artifact.path.read_bytes()
+        resp = self._request("POST", "/measure", params=params, content=data,
+                             timeout=self.options.timeout_s)
+        self.last_response = resp
+        return resp
+
+    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
+                **protocol) -> Measurement:
+        resp = self._post(artifact, warmup, runs, adaptive, per_op=False)
+        return Measurement.from_dict(resp["measurement"])
+
+    def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
+        resp = self._post(artifact, warmup, runs, False, per_op=True)
+        return [OpTiming(**o) for o in resp["per_op"]]
