@@ -118,12 +118,13 @@ def test_disconnect_mid_run_times_out_instead_of_hanging(fake_phone, net):
 @pytest.mark.slow
 def test_cli_profile_mobilenet_v2_on_the_emulated_phone(fake_phone, tmp_path):
     out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "hwnas", "profile", "--device", "phone", "--devices", str(fake_phone.devices_file()),
-           "--model", "mobilenet_v2", "--input-size", "64", "--warmup", "1", "--runs", "3", "--per-op",
+    # the shipped `pixel` entry (taskset mask 70, default benchmark_model path) on the emulated phone
+    cmd = [sys.executable, "-m", "hwnas", "profile", "--device", "pixel", "--model", "mobilenet_v2", "--input-size", "64", "--warmup", "1", "--runs", "3", "--per-op",
            "--json", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert res["device"] == "phone" and res["fingerprint"]["backend"] == "adb" and res["runs"] == 3
+    assert res["device"] == "pixel" and res["fingerprint"]["backend"] == "adb"
+    assert res["fingerprint"]["cpu_mask"] == "70" and res["runs"] == 3
     assert res["latency_ms"]["median"] > 0 and res["samples_ms"] == []
     assert sum(1 for o in res["per_op"] if o["op_type"] == "DEPTHWISE_CONV_2D") >= 10

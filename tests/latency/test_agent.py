@@ -146,6 +146,7 @@ def test_two_clients_are_serialized(agent, monkeypatch, lenet):
     assert a["finished_at"] <= b["started_at"]  # the second waited for the first: no overlap on the device
 
 
+@pytest.mark.slow
 def test_agent_killed_mid_request_is_a_clear_error(tmp_path, monkeypatch, lenet):
     proc, port = start_agent(tmp_path)
     try:
