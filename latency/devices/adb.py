@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -105,7 +106,7 @@ class AdbBackend(Backend):
         if "unauthorized" in low and "error" in low:
             raise HwnasError(f"device {self.device_name!r}: phone {self._serial} is unauthorized; unlock it and "
                              f"accept the 'Allow USB debugging?' prompt")
-        if "no devices/emulators found" in low or ("device" in low and "not found" in low and "error" in low):
+        if "no devices/emulators found" in low or re.search(r"(adb|error): device '[^']*' not found", low):
             raise HwnasError(f"device {self.device_name!r}: phone {self._serial or ''} is no longer attached "
                              f"(disconnected?); check `adb devices`")
         if "device offline" in low:

@@ -128,3 +128,11 @@ def test_cli_profile_mobilenet_v2_on_the_emulated_phone(fake_phone, tmp_path):
     assert res["fingerprint"]["cpu_mask"] == "70" and res["runs"] == 3
     assert res["latency_ms"]["median"] > 0 and res["samples_ms"] == []
     assert sum(1 for o in res["per_op"] if o["op_type"] == "DEPTHWISE_CONV_2D") >= 10
+
+
+def test_unplugged_after_check(fake_phone, net):
+    dev = phone(fake_phone)
+    dev.check()
+    fake_phone.remove_device()
+    with pytest.raises(HwnasError, match="EMU0PIXEL is no longer attached"):
+        dev.measure(net, SHAPE, warmup=1, runs=2)
