@@ -176,10 +176,12 @@ class AdbBackend(Backend):
             "host": p.get("ro.product.model", ""), "manufacturer": p.get("ro.product.manufacturer", ""),
             "device_model": p.get("ro.product.model", ""), "soc": soc,
             "soc_manufacturer": p.get("ro.soc.manufacturer", ""), "board": p.get("ro.product.board", ""),
-            "cpu_model": soc, "abi": p.get("ro.product.cpu.abi", ""),
+            "cpu_model": f"{soc} ({p.get('ro.product.model', '?')})", "abi": p.get("ro.product.cpu.abi", ""),
             "android": p.get("ro.build.version.release", ""), "sdk": p.get("ro.build.version.sdk", ""),
             "build": p.get("ro.build.fingerprint", ""),
-            "runtime": "tflite-benchmark_model", "runtime_version": p.get("ro.build.version.release", ""),
+            # benchmark_model does not print its version; the Android release stands in for the runtime's
+            "runtime": "tflite-benchmark_model",
+            "runtime_version": f"android {p.get('ro.build.version.release', '?')} (sdk {p.get('ro.build.version.sdk', '?')})",
             "threads": self.options.threads, "cpu_mask": self.options.cpu_mask or "", "delegate": delegate,
             "stats": "benchmark_model summary: median when printed else avg; p10<-p5|min, p90/p95<-p95|max, p99<-max",
         }
