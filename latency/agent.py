@@ -7,8 +7,9 @@
     GET  /openapi.json                                -> the schema
 
 Only JSON and raw file bytes cross the wire (no pickle). A bearer token is required unless the agent
-was started with token=None on purpose. One measurement at a time per device (a lock), so two clients
-never time on the same cores at once; a request that waits longer than `queue_timeout_s` for its
+was started with token=None on purpose. One measurement at a time per timing resource (one lock shared
+by every device on this machine's cores, one per phone), so two clients never time on the same cores
+at once; a request that waits longer than `queue_timeout_s` for its
 device gets 503. Uploads above `max_upload_mb` get 413 while streaming, before they are stored.
 """
 from __future__ import annotations
@@ -29,10 +30,15 @@ from hwnas.latency.devices import Device, get_device, list_devices
 SUFFIXES = (".onnx", ".tflite")
 
 
+# Devices that time on this machine's own cores share one lock: `cpu` and `cpu-all` must never time at
+# once. A phone (adb) times on its own cores, so it gets a lock of its own.
+_HOST_BACKENDS = ("onnxruntime", "torch", "litert")
+
+
 class _DeviceSlot:
-    def __init__(self, device: Device):
+    def __init__(self, device: Device, lock: threading.Lock):
         self.device = device
-        self.lock = threading.Lock()
+        self.lock = lock
 
 
 def create_app(token: str | None, devices_file=None, max_upload_mb: float = 200.0,
@@ -41,15 +47,18 @@ def create_app(token: str | None, devices_file=None, max_upload_mb: float = 200.
                   description="Time models on this machine's devices for remote hwnas clients.")
     slots: dict[str, _DeviceSlot] = {}
     slots_lock = threading.Lock()
+    resource_locks: dict[str, threading.Lock] = {}
     limit = int(max_upload_mb * 2**20)
 
     def slot(name: str) -> _DeviceSlot:
         with slots_lock:
             if name not in slots:
                 try:
-                    slots[name] = _DeviceSlot(get_device(name, devices_file))
+                    device = get_device(name, devices_file)
                 except HwnasError as e:
                     raise HTTPException(404, str(e)) from None
+                resource = "host" if device.entry.backend in _HOST_BACKENDS else f"device:{name}"
+                slots[name] = _DeviceSlot(device, resource_locks.setdefault(resource, threading.Lock()))
             return slots[name]
 
     def auth(request: Request) -> None:

@@ -120,14 +120,19 @@ def test_oversized_upload_is_refused(agent, monkeypatch, tmp_path):
         dev.measure(art, warmup=1, runs=2)
 
 
-def test_two_clients_are_serialized(agent, monkeypatch, lenet):
+@pytest.mark.parametrize("remote_devices", [("cpu", "cpu"), ("cpu", "cpu-all")])
+def test_two_clients_are_serialized(agent, monkeypatch, lenet, remote_devices):
+    """Two clients on one agent device, or on two devices sharing the agent's cores, never overlap."""
     port, tmp = agent
     monkeypatch.setenv("HWNAS_TEST_AGENT_TOKEN", TOKEN)
-    path = client_devices(tmp, port)
-    art = get_device("farbox", path).prepare(lenet, SHAPE)
+    paths = []
+    for i, name in enumerate(remote_devices):
+        (tmp / f"client{i}").mkdir(exist_ok=True)
+        paths.append(client_devices(tmp / f"client{i}", port, device=name))
+    art = get_device("farbox", paths[0]).prepare(lenet, SHAPE)
     results, errors = [], []
 
-    def client():
+    def client(path):
         try:
             dev = get_device("farbox", path)
             m = dev.measure(art, warmup=5, runs=400)
@@ -135,7 +140,7 @@ def test_two_clients_are_serialized(agent, monkeypatch, lenet):
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=client) for _ in range(2)]
+    threads = [threading.Thread(target=client, args=(p,)) for p in paths]
     for t in threads:
         t.start()
     for t in threads:
