@@ -376,7 +376,7 @@ def _progress_factory(description: str):
 
 def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str = "evolution",
            samples: int = 200, w: float | None = None, hard: bool = False, alpha: float | None = None,
-           beta: float | None = None, data: str | None = "digits", estimator: str = "short-train",
+           beta: float | None = None, data: str | None = "digits", estimator: str = "naswot",
            estimator_options: dict | None = None, strategy_options: dict | None = None,
            out: str | os.PathLike = "runs/search", resume: bool = False, seed: int = 0, top_k: int = 5,
            db: str | os.PathLike | None = None, devices_file=None, measure_runs: int = 50,

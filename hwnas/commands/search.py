@@ -25,8 +25,10 @@ def _log(msg: str) -> None:
               help="Architectures to evaluate.")
 @click.option("--data", default="digits", show_default=True,
               help="Data for the accuracy estimate: digits (shipped), an ImageFolder directory or an .npz (x, y).")
-@click.option("--estimator", default="short-train", show_default=True,
-              help="short-train | synflow | naswot.")
+@click.option("--estimator", default="naswot", show_default=True,
+              help="naswot | synflow (zero-cost proxies, ~0.1 s per network: a few hundred samples in a "
+                   "minute or two) | short-train (real validation accuracy after --train-steps of training, "
+                   "seconds per network).")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
               help="Training steps per architecture for short-train (default 60).")
 @click.option("--out", default=None, help="Run directory (default runs/search-<space>-<device>-<strategy>).")
