@@ -251,6 +251,19 @@ class MnasNetSpace(Space):
     def all_ops(self) -> list[OpSpec]:
         return list(self._all)
 
+    def min_cost(self, op_costs) -> float:
+        """The smallest sum of per-op costs (indexed like all_ops()) over every architecture of the space,
+        by dynamic programming over the blocks with the previous block's width as the state."""
+        C = np.asarray(op_costs, dtype=np.float64)
+        best = np.zeros(1)  # state: width index of the previous block (the stem has one)
+        for b in range(len(self.config.blocks)):
+            first = C[self._first[b]]                  # [op, k, se, skip, w_prev, w]
+            rest = C[self._rest[b]][..., None, :]      # [op, k, se, skip, 1, w]
+            per_n = [first + (n - 1) * rest for n in self.layers[b]]
+            block = np.min([x.reshape(-1, *x.shape[-2:]).min(axis=0) for x in per_n], axis=0)  # [w_prev, w]
+            best = (best[:, None] + block).min(axis=0)
+        return float(C[self._stem_idx] + (best + C[self._head_idx]).min())
+
     def op_indices(self, archs) -> np.ndarray:
         a = np.asarray(archs, dtype=np.int64).reshape(-1, len(self._decisions))
         n = a.shape[0]

@@ -1,0 +1,145 @@
+"""Building latency tables: time every distinct op of a space on a device, in interleaved rounds.
+
+Round r times every op once (warm-up + a few runs); the table value of an op is the minimum of its
+round medians. Rows are committed as they are measured, keyed (fingerprint, op, round): killed at any
+moment, a build loses at most the op in flight, and a rerun skips every (op, round) already stored and
+never duplicates one. Then a few whole networks, sampled with a seed of their own, are timed the same
+way and the predictor's correction is fitted on them.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hwnas.latency.lut.store import LutStore
+from hwnas.progress import log as _log
+from hwnas.progress import progress
+
+FIT_SEED = 0x5EED_F17  # whole networks for the correction come from this stream; validation never uses it
+DEFAULTS = {"rounds": 3, "warmup": 5, "runs": 15, "fit_networks": 24}
+
+
+@dataclass
+class BuildReport:
+    fingerprint: str
+    ops: int
+    measured: int       # (op, round) rows timed by this call
+    skipped: int        # (op, round) rows already in the table
+    networks: int       # whole networks timed by this call for the correction
+    correction: dict
+    seconds: float
+
+
+def seeded_module(spec, seed_text: str):
+    """Build `spec` with weights drawn from a seed of its key: the same op exports to the same cached file."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(zlib.crc32(seed_text.encode()))
+    try:
+        return spec.build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def _runtime(fp: dict) -> str:
+    return f"{fp.get('runtime')} {fp.get('runtime_version')}"
+
+
+def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: int, description: str,
+             show_progress: bool = True) -> tuple[int, int]:
+    """Time each OpSpec `rounds` times (interleaved) into `store`. Returns (measured, skipped)."""
+    fp = device.fingerprint()
+    done = store.done(fp["key"])
+    total = len(specs) * rounds
+    skipped = sum((s.key, r) in done for s in specs for r in range(rounds))
+    artifacts: dict[str, object] = {}
+    measured = 0
+    with progress(total, description, enabled_=None if show_progress else False, completed=skipped) as bar:
+        for r in range(rounds):
+            for spec in specs:
+                if (spec.key, r) in done:
+                    continue
+                art = artifacts.get(spec.key)
+                if art is None:
+                    art = artifacts[spec.key] = device.prepare(seeded_module(spec, spec.key), spec.input_shape)
+                m = device.measure(art, warmup=warmup, runs=runs)
+                measured += store.put(fp, _runtime(fp), spec.key, m, round=r)
+                bar.advance()
+    return measured, skipped
+
+
+def fit_archs(space, n: int) -> list[tuple]:
+    rng = np.random.default_rng(FIT_SEED)
+    archs, seen = [], set()
+    while len(archs) < n and len(seen) < 50 * n:
+        a = space.sample(rng)
+        if a not in seen:
+            seen.add(a)
+            archs.append(a)
+    return archs
+
+
+def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds: int, warmup: int, runs: int,
+                  show_progress: bool = True, description: str = "networks") -> int:
+    """Time whole networks of `space` end to end in interleaved rounds; rows keyed by purpose."""
+    fp = device.fingerprint_key()
+    have = store.networks(fp, space.name, purpose)
+    todo = [(r, a) for r in range(rounds) for a in archs if r not in have.get(tuple(a), {})]
+    artifacts: dict[tuple, object] = {}
+    measured = 0
+    shape = (1, 3, space.input_size, space.input_size)
+    with progress(len(archs) * rounds, description, enabled_=None if show_progress else False,
+                  completed=len(archs) * rounds - len(todo)) as bar:
+        for r, a in todo:
+            a = tuple(a)
+            if a not in artifacts:
+                state = torch.random.get_rng_state()
+                torch.manual_seed(zlib.crc32(repr(a).encode()))
+                try:
+                    model = space.build(a).eval()
+                finally:
+                    torch.random.set_rng_state(state)
+                artifacts[a] = device.prepare(model, shape)
+            m = device.measure(artifacts[a], warmup=warmup, runs=runs)
+            measured += store.put_network(fp, space.name, a, purpose, r, m)
+            bar.advance()
+    return measured
+
+
+def network_values(store: LutStore, device, space, archs, purpose: str) -> np.ndarray:
+    """Minimum of round medians per network, in the order of `archs`."""
+    have = store.networks(device.fingerprint_key(), space.name, purpose)
+    return np.array([min(have[tuple(a)].values()) for a in archs])
+
+
+def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], warmup: int = DEFAULTS["warmup"],
+              runs: int = DEFAULTS["runs"], fit_networks: int = DEFAULTS["fit_networks"], store: LutStore | None = None,
+              show_progress: bool = True, log=_log) -> BuildReport:
+    """Build (or complete) the table of `space` on `device`, then fit the predictor's correction."""
+    import time
+
+    from hwnas.latency.predict import LatencyPredictor
+
+    if isinstance(device, str):
+        from hwnas.latency.devices import get_device
+        device = get_device(device)
+    t0 = time.perf_counter()
+    store = store or LutStore(db_path)
+    specs = space.all_ops()
+    fp = device.fingerprint_key()
+    log(f"latency table: space {space.name!r} ({len(specs)} ops) on device {device.name!r} "
+        f"(fingerprint {fp}), {rounds} interleaved rounds, into {store.path}")
+    measured, skipped = time_ops(device, specs, store, rounds=rounds, warmup=warmup, runs=runs,
+                                 description=f"ops of {space.name}", show_progress=show_progress)
+    archs = fit_archs(space, fit_networks)
+    nets = time_networks(device, space, archs, store, "fit", rounds=rounds, warmup=warmup, runs=runs,
+                         show_progress=show_progress, description="networks for the correction")
+    predictor = LatencyPredictor.for_space(space, device, store=store)
+    s, n = predictor.features(archs)
+    correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
+    store.put_correction(fp, space.name, correction)
+    log(f"correction: measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + "
+        f"{correction['c']:.4f} ms (fitted on {correction['n_networks']} networks)")
+    return BuildReport(fp, len(specs), measured, skipped, nets, correction, time.perf_counter() - t0)

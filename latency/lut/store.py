@@ -1,0 +1,211 @@
+"""The latency table store: SQLite in WAL mode, safe for several processes writing at once.
+
+Tables
+  measurements  one row per (device fingerprint, op key, round): median/p10/p90/std ms, count, time.
+                A LUT build times every op in several interleaved rounds; an op's table value is the
+                minimum of its round medians (the robust low statistic: on these shared machines the
+                per-round median drifts 5-10%, the per-round minimum 1-5%).
+  networks      whole-network timings per (fingerprint, space, arch, round), used to fit and validate
+                the predictor's correction.
+  corrections   the fitted per-(fingerprint, space) correction of the op sum.
+  fingerprints  the full fingerprint JSON behind each key.
+Rows are inserted with INSERT OR IGNORE on their primary key: a rerun or a second writer never
+duplicates a row, and a row is committed the moment it is measured.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from hwnas.errors import HwnasError
+from hwnas.latency.measure import Measurement
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fingerprints (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements (
+    fingerprint TEXT NOT NULL, runtime TEXT NOT NULL, key TEXT NOT NULL, round INTEGER NOT NULL,
+    median_ms REAL NOT NULL, p10_ms REAL, p90_ms REAL, std_ms REAL, n INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, key, round));
+CREATE TABLE IF NOT EXISTS networks (
+    fingerprint TEXT NOT NULL, space TEXT NOT NULL, arch TEXT NOT NULL, purpose TEXT NOT NULL,
+    round INTEGER NOT NULL, median_ms REAL NOT NULL, n INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, space, arch, purpose, round));
+CREATE TABLE IF NOT EXISTS corrections (
+    fingerprint TEXT NOT NULL, space TEXT NOT NULL, json TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, space));
+"""
+COLUMNS = ("fingerprint", "runtime", "key", "round", "median_ms", "p10_ms", "p90_ms", "std_ms", "n", "created_at")
+
+
+def default_db_path() -> Path:
+    home = os.environ.get("HWNAS_HOME")
+    return (Path(home) if home else Path.home() / ".cache" / "hwnas") / "lut.db"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class LutStore:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise HwnasError(f"{self.path} is not a usable latency table database ({e})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- fingerprints -------------------------------------------------------------------------------
+    def add_fingerprint(self, fingerprint: dict) -> str:
+        key = fingerprint["key"]
+        self.db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", (key, json.dumps(fingerprint, sort_keys=True)))
+        return key
+
+    def fingerprints(self) -> dict[str, dict]:
+        return {k: json.loads(j) for k, j in self.db.execute("SELECT key, json FROM fingerprints")}
+
+    # -- op rows ------------------------------------------------------------------------------------
+    def put(self, fingerprint: dict, runtime: str, key: str, m: Measurement, round: int = 0) -> bool:
+        """Store one round's measurement of op `key`; False if that (fingerprint, key, round) exists."""
+        fp = self.add_fingerprint(fingerprint)
+        cur = self.db.execute("INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
+                              (fp, runtime, key, int(round), m.median, m.p10, m.p90, m.std, m.count, _now()))
+        return cur.rowcount == 1
+
+    def done(self, fp_key: str) -> set[tuple[str, int]]:
+        return set(self.db.execute("SELECT key, round FROM measurements WHERE fingerprint=?", (fp_key,)))
+
+    def keys(self, fp_key: str) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT DISTINCT key FROM measurements WHERE fingerprint=?", (fp_key,))}
+
+    def values(self, fp_key: str) -> dict[str, float]:
+        """op key -> table value (minimum of its round medians), for one fingerprint."""
+        return dict(self.db.execute("SELECT key, MIN(median_ms) FROM measurements WHERE fingerprint=? GROUP BY key",
+                                    (fp_key,)))
+
+    def get(self, fp_key: str, key: str) -> dict | None:
+        row = self.db.execute("SELECT MIN(median_ms), COUNT(*), MAX(p90_ms), SUM(n) FROM measurements "
+                              "WHERE fingerprint=? AND key=?", (fp_key, key)).fetchone()
+        if not row or row[1] == 0:
+            return None
+        return {"key": key, "value_ms": row[0], "rounds": row[1], "p90_ms": row[2], "n": row[3]}
+
+    def rows(self, fp_key: str | None = None) -> list[dict]:
+        q = f"SELECT {', '.join(COLUMNS)} FROM measurements"
+        args: tuple = ()
+        if fp_key:
+            q, args = q + " WHERE fingerprint=?", (fp_key,)
+        return [dict(zip(COLUMNS, r)) for r in self.db.execute(q + " ORDER BY fingerprint, key, round", args)]
+
+    def count(self, fp_key: str | None = None) -> int:
+        if fp_key:
+            return self.db.execute("SELECT COUNT(*) FROM measurements WHERE fingerprint=?", (fp_key,)).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+
+    # -- whole networks and corrections -------------------------------------------------------------------
+    def put_network(self, fp_key: str, space: str, arch, purpose: str, round: int, m: Measurement) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO networks VALUES (?,?,?,?,?,?,?,?)",
+                              (fp_key, space, json.dumps(list(arch)), purpose, int(round), m.median, m.count, _now()))
+        return cur.rowcount == 1
+
+    def networks(self, fp_key: str, space: str, purpose: str) -> dict[tuple, dict[int, float]]:
+        out: dict[tuple, dict[int, float]] = {}
+        for arch, rnd, med in self.db.execute("SELECT arch, round, median_ms FROM networks WHERE fingerprint=? AND "
+                                              "space=? AND purpose=?", (fp_key, space, purpose)):
+            out.setdefault(tuple(json.loads(arch)), {})[rnd] = med
+        return out
+
+    def put_correction(self, fp_key: str, space: str, correction: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO corrections VALUES (?,?,?,?)",
+                        (fp_key, space, json.dumps(correction, sort_keys=True), _now()))
+
+    def get_correction(self, fp_key: str, space: str) -> dict | None:
+        row = self.db.execute("SELECT json FROM corrections WHERE fingerprint=? AND space=?", (fp_key, space)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- sharing ------------------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike, fp_key: str | None = None) -> int:
+        """Write op rows to .csv or .json (JSON also carries the fingerprints and corrections)."""
+        path = Path(path)
+        rows = self.rows(fp_key)
+        if path.suffix.lower() == ".csv":
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=COLUMNS)
+                w.writeheader()
+                w.writerows(rows)
+        elif path.suffix.lower() == ".json":
+            fps = {k: v for k, v in self.fingerprints().items() if fp_key in (None, k)}
+            corr = [dict(zip(("fingerprint", "space", "json"), r)) for r in
+                    self.db.execute("SELECT fingerprint, space, json FROM corrections")
+                    if fp_key in (None, r[0])]
+            path.write_text(json.dumps({"fingerprints": fps, "rows": rows, "corrections": corr}, indent=1) + "\n")
+        else:
+            raise HwnasError(f"export to .csv or .json, not {path.suffix or 'a file without extension'}")
+        return len(rows)
+
+    def import_(self, path: str | os.PathLike, expect_fingerprint: str | None = None, allow_mixed: bool = False,
+                fingerprint: dict | None = None) -> int:
+        """Read rows exported elsewhere. With `expect_fingerprint`, rows of another fingerprint are refused
+        unless `allow_mixed` (then they are stored under `fingerprint`, the local device's, on purpose)."""
+        path = Path(path)
+        if not path.is_file():
+            raise HwnasError(f"{path} does not exist")
+        fps: dict = {}
+        corrections: list = []
+        try:
+            if path.suffix.lower() == ".csv":
+                with open(path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            elif path.suffix.lower() == ".json":
+                data = json.loads(path.read_text())
+                rows, fps, corrections = data["rows"], data.get("fingerprints", {}), data.get("corrections", [])
+            else:
+                raise HwnasError(f"import a .csv or .json export, not {path.suffix or 'a file without extension'}")
+            missing = [c for c in ("fingerprint", "runtime", "key", "median_ms") if rows and c not in rows[0]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise HwnasError(f"{path} is not a latency table export ({type(e).__name__}: {e})") from None
+        if missing:
+            raise HwnasError(f"{path} is not a latency table export: columns {', '.join(missing)} are missing")
+        foreign = sorted({r["fingerprint"] for r in rows} - ({expect_fingerprint} if expect_fingerprint else set()))
+        if expect_fingerprint and foreign and not allow_mixed:
+            raise HwnasError(f"{path} holds rows measured on fingerprint {', '.join(foreign)}, not this device's "
+                             f"{expect_fingerprint}; refusing to mix them (pass --allow-mixed to store them as this "
+                             f"device's anyway)")
+        inserted = 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for k, fp in fps.items():
+                self.db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", (k, json.dumps(fp, sort_keys=True)))
+            if expect_fingerprint and fingerprint:
+                self.db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)",
+                                (expect_fingerprint, json.dumps(fingerprint, sort_keys=True)))
+            for r in rows:
+                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else r["fingerprint"]
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (fp, r["runtime"], r["key"], int(r.get("round") or 0), float(r["median_ms"]),
+                     _num(r.get("p10_ms")), _num(r.get("p90_ms")), _num(r.get("std_ms")), int(r.get("n") or 0),
+                     r.get("created_at") or _now()))
+                inserted += cur.rowcount
+            for c in corrections:
+                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else c["fingerprint"]
+                self.db.execute("INSERT OR IGNORE INTO corrections VALUES (?,?,?,?)", (fp, c["space"], c["json"], _now()))
+            self.db.execute("COMMIT")
+        except Exception:
+            self.db.execute("ROLLBACK")
+            raise
+        return inserted
+
+
+def _num(v):
+    return None if v in (None, "") else float(v)

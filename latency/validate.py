@@ -1,0 +1,97 @@
+"""Validation of a latency predictor: held-out networks timed end to end on the device.
+
+Architectures are sampled with the user's seed from a stream disjoint from the one the correction was
+fitted on (and any fit network is skipped). Each network is timed in `rounds` interleaved rounds with
+the same statistic as the table (minimum of round medians). Next to the predictor's accuracy the report
+gives the noise floor: the agreement between two independent halves of the rounds on the same networks,
+which no predictor can beat.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+from hwnas.latency.lut.build import DEFAULTS, fit_archs, time_networks
+from hwnas.latency.lut.store import LutStore
+from hwnas.latency.predict import LatencyPredictor
+
+VALIDATION_STREAM = 0xA11D
+
+
+def validation_archs(space, samples: int, seed: int, exclude=()) -> list[tuple]:
+    rng = np.random.default_rng([int(seed), VALIDATION_STREAM])
+    excluded, archs = set(map(tuple, exclude)), []
+    while len(archs) < samples:
+        a = space.sample(rng)
+        if a not in excluded:
+            excluded.add(a)
+            archs.append(a)
+    return archs
+
+
+def agreement(pred: np.ndarray, meas: np.ndarray) -> dict:
+    from scipy.stats import spearmanr
+    rel = (pred - meas) / meas
+    return {"n": int(len(meas)), "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
+            "within_10pct": float(np.mean(np.abs(rel) <= 0.10)), "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2))),
+            "mean_abs_pct": float(100 * np.mean(np.abs(rel))), "max_abs_pct": float(100 * np.max(np.abs(rel))),
+            "spearman": float(spearmanr(pred, meas).statistic) if len(meas) > 2 else float("nan")}
+
+
+def validate(space, device, db_path: str | os.PathLike | None = None, *, samples: int = 50, seed: int = 0,
+             rounds: int = 4, warmup: int = DEFAULTS["warmup"], runs: int = DEFAULTS["runs"],
+             png: str | os.PathLike | None = None, store: LutStore | None = None, show_progress: bool = True) -> dict:
+    if samples < 1:
+        raise HwnasError("--samples must be at least 1")
+    if rounds < 2:
+        raise HwnasError("validation needs at least 2 rounds (the noise floor compares halves of them)")
+    if isinstance(device, str):
+        from hwnas.latency.devices import get_device
+        device = get_device(device)
+    store = store or LutStore(db_path)
+    predictor = LatencyPredictor.for_space(space, device, store=store)
+    archs = validation_archs(space, samples, seed, exclude=fit_archs(space, DEFAULTS["fit_networks"]))
+    time_networks(device, space, archs, store, "validate", rounds=rounds, warmup=warmup, runs=runs,
+                  show_progress=show_progress, description="held-out networks")
+    have = store.networks(device.fingerprint_key(), space.name, "validate")
+    per_round = np.array([[have[a][r] for r in range(rounds)] for a in archs])
+    measured = per_round.min(axis=1)
+    predicted = predictor.predict_batch(archs)
+    half = rounds // 2
+    a_half, b_half = per_round[:, :half].min(axis=1), per_round[:, half:].min(axis=1)
+    report = {
+        "space": space.name, "device": device.name, "fingerprint": device.fingerprint_key(), "seed": seed,
+        "rounds": rounds, "statistic": "minimum of round medians", "correction": predictor.correction,
+        "predictor": agreement(predicted, measured),
+        "raw_op_sum": agreement(predictor.raw_batch(archs), measured),
+        "noise_floor": agreement(a_half, b_half),
+        "networks": [{"arch": list(a), "predicted_ms": float(p), "measured_ms": float(m)}
+                     for a, p, m in zip(archs, predicted, measured)],
+    }
+    if png:
+        plot_scatter(predicted, measured, png, f"{space.name} on {device.name}: predicted vs measured")
+        report["plot"] = str(png)
+    return report
+
+
+def plot_scatter(predicted, measured, path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 5))
+    lo, hi = float(min(np.min(predicted), np.min(measured))), float(max(np.max(predicted), np.max(measured)))
+    xs = np.linspace(lo * 0.9, hi * 1.1, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="y = x")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10%")
+    ax.scatter(measured, predicted, s=12)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
