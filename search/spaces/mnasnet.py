@@ -241,7 +241,8 @@ class MnasNetSpace(Space):
                             for w, cout in enumerate(self.channels[b]):
                                 for p, cin in enumerate(prev):
                                     first[o, ki, si, sk, p, w] = add(self._layer_op(b, True, cin, cout, op, k, se, skip))
-                                rest[o, ki, si, sk, w] = add(self._layer_op(b, False, cout, cout, op, k, se, skip))
+                                rest[o, ki, si, sk, w] = (add(self._layer_op(b, False, cout, cout, op, k, se, skip))
+                                                          if max(self.layers[b]) > 1 else -1)
             self._first.append(first)
             self._rest.append(rest)
         self._head_idx = np.array([add(self._head_op(cin)) for cin in self.channels[-1]], dtype=np.int64)
@@ -258,7 +259,8 @@ class MnasNetSpace(Space):
         best = np.zeros(1)  # state: width index of the previous block (the stem has one)
         for b in range(len(self.config.blocks)):
             first = C[self._first[b]]                  # [op, k, se, skip, w_prev, w]
-            rest = C[self._rest[b]][..., None, :]      # [op, k, se, skip, 1, w]
+            rest_idx = self._rest[b]
+            rest = np.where(rest_idx >= 0, C[rest_idx], 0.0)[..., None, :]  # [op, k, se, skip, 1, w]
             per_n = [first + (n - 1) * rest for n in self.layers[b]]
             block = np.min([x.reshape(-1, *x.shape[-2:]).min(axis=0) for x in per_n], axis=0)  # [w_prev, w]
             best = (best[:, None] + block).min(axis=0)

@@ -1,0 +1,141 @@
+"""hwnas lut: build, validate, export, import and list latency lookup tables."""
+from __future__ import annotations
+
+import click
+
+from hwnas.commands._common import devices_option, write_json
+
+db_option = click.option("--db", type=click.Path(dir_okay=False), default=None,
+                         help="Table database (SQLite; default $HWNAS_HOME/lut.db or ~/.cache/hwnas/lut.db).")
+
+
+def _space(name: str, input_size: int | None):
+    from hwnas.search.spaces import get_space
+    return get_space(name, **({"input_size": input_size} if input_size else {}))
+
+
+@click.group("lut")
+def command():
+    """Latency lookup tables: time every op of a space on a device, predict unseen networks."""
+
+
+@command.command("build")
+@click.option("--device", "-d", default="cpu", show_default=True)
+@click.option("--space", "space_name", default="mnasnet", show_default=True)
+@click.option("--input-size", type=click.IntRange(min=8), default=None, help="Input resolution (default: the space's).")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Interleaved rounds; an op's value is the minimum of its round medians.")
+@click.option("--runs", type=click.IntRange(min=1), default=15, show_default=True, help="Timed runs per op per round.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--fit-networks", type=click.IntRange(min=1), default=24, show_default=True,
+              help="Whole networks timed to fit the correction.")
+@db_option
+@click.option("--json", "json_out", default=None, help="Write the build report as JSON (file or -).")
+@devices_option
+def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db, json_out, devices_file):
+    """Time every distinct op of SPACE on DEVICE (resumable: a rerun continues where it stopped)."""
+    from dataclasses import asdict
+
+    from hwnas.latency.devices import get_device
+    from hwnas.latency.lut import build_lut
+    space = _space(space_name, input_size)
+    rep = build_lut(space, get_device(device, devices_file), db, rounds=rounds, runs=runs, warmup=warmup,
+                    fit_networks=fit_networks)
+    click.echo(f"{rep.ops} ops x {rounds} rounds: {rep.measured} rows timed now, {rep.skipped} already in the table; "
+               f"{rep.networks} network timings for the correction; {rep.seconds:.0f} s", err=json_out == "-")
+    if json_out:
+        write_json(json_out, asdict(rep))
+
+
+@command.command("validate")
+@click.option("--device", "-d", default="cpu", show_default=True)
+@click.option("--space", "space_name", default="mnasnet", show_default=True)
+@click.option("--input-size", type=click.IntRange(min=8), default=None)
+@click.option("--samples", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=2), default=4, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--plot", "plot_path", default=None, help="Scatter PNG (default lut-validate-<space>-<device>.png).")
+@db_option
+@click.option("--json", "json_out", default=None, help="Write the report as JSON (file or -).")
+@devices_option
+def validate_cmd(device, space_name, input_size, samples, seed, rounds, runs, plot_path, db, json_out, devices_file):
+    """Time held-out networks end to end and compare with the table's predictions."""
+    from hwnas.latency.devices import get_device
+    from hwnas.latency.validate import validate
+    space = _space(space_name, input_size)
+    png = plot_path or f"lut-validate-{space_name}-{device}.png"
+    rep = validate(space, get_device(device, devices_file), db, samples=samples, seed=seed, rounds=rounds, runs=runs,
+                   png=png)
+    if json_out:
+        write_json(json_out, rep)
+    if json_out != "-":
+        _print_validation(rep)
+
+
+def _print_validation(rep: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"{rep['space']} on {rep['device']}: {rep['predictor']['n']} held-out networks "
+                    f"(seed {rep['seed']}, {rep['statistic']} of {rep['rounds']})")
+    for col in ("", "within ±5%", "within ±10%", "RMSE ms", "mean |err| %", "Spearman"):
+        t.add_column(col, justify="right")
+    for label, k in (("predictor", "predictor"), ("bare op sum", "raw_op_sum"), ("noise floor", "noise_floor")):
+        r = rep[k]
+        t.add_row(label, f"{r['within_5pct']:.1%}", f"{r['within_10pct']:.1%}", f"{r['rmse_ms']:.4f}",
+                  f"{r['mean_abs_pct']:.2f}", f"{r['spearman']:.3f}")
+    Console().print(t)
+    Console().print("noise floor: the same networks measured twice (two halves of the rounds); no predictor can "
+                    f"beat it. Scatter plot: {rep.get('plot')}")
+
+
+@command.command("export")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--device", "-d", default=None, help="Only this device's fingerprint.")
+@db_option
+@devices_option
+def export(out, device, db, devices_file):
+    """Write the table (op rows) to OUT.csv or OUT.json (JSON also carries fingerprints and corrections)."""
+    from hwnas.latency.lut import LutStore
+    fp = None
+    if device:
+        from hwnas.latency.devices import get_device
+        fp = get_device(device, devices_file).fingerprint_key()
+    n = LutStore(db).export(out, fp)
+    click.echo(f"exported {n} rows to {out}")
+
+
+@command.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--device", "-d", default=None, help="Check the rows were measured on this device's fingerprint.")
+@click.option("--allow-mixed", is_flag=True, help="Store rows of another fingerprint as this device's anyway.")
+@db_option
+@devices_option
+def import_cmd(path, device, allow_mixed, db, devices_file):
+    """Read a table exported elsewhere (e.g. built on a phone by a teammate)."""
+    from hwnas.latency.lut import LutStore
+    fp, fingerprint = None, None
+    if device:
+        from hwnas.latency.devices import get_device
+        dev = get_device(device, devices_file)
+        fingerprint = dev.fingerprint()
+        fp = fingerprint["key"]
+    n = LutStore(db).import_(path, expect_fingerprint=fp, allow_mixed=allow_mixed, fingerprint=fingerprint)
+    click.echo(f"imported {n} new rows from {path}")
+
+
+@command.command("list")
+@db_option
+@click.option("--json", "json_out", default=None)
+def list_cmd(db, json_out):
+    """The fingerprints in the database, with their row counts."""
+    from hwnas.latency.lut import LutStore
+    store = LutStore(db)
+    rows = [{"fingerprint": k, "rows": store.count(k), "ops": len(store.keys(k)), "runtime": f"{v.get('runtime')} "
+             f"{v.get('runtime_version')}", "device": v.get("device"), "cpu": v.get("cpu_model") or v.get("soc")}
+            for k, v in store.fingerprints().items()]
+    if json_out:
+        write_json(json_out, rows)
+        return
+    for r in rows:
+        click.echo(f"{r['fingerprint']}  {r['rows']:>6} rows  {r['ops']:>5} ops  {r['device']}  {r['runtime']}  {r['cpu']}")
