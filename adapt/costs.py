@@ -2,8 +2,9 @@
 
 `LayerCosts(device, model, input_shape)` answers `.latency(layer_name, cin, cout)`. Each distinct conv
 (kernel, stride, groups kind, input size, cin, cout) is timed alone on the device the first time it is
-asked for (through `Device.measure` — the project's one timing loop) and kept in an SQLite table keyed by
-the device fingerprint, so later iterations and later runs reuse it. Only the (cin, cout) points the
+asked for (through `Device.measure` — the project's one timing loop) and kept in the project's latency
+table store (hwnas.latency.lut.LutStore, keyed by the device fingerprint), so later iterations and later
+runs reuse it, and `hwnas lut export/import/list` see these rows like any other. Only the (cin, cout) points the
 search actually asks for are timed (a bisection per group), never a full grid.
 
 A network's predicted latency is anchored to a measurement: predicted(new) = measured(current) +
@@ -12,18 +13,11 @@ A network's predicted latency is anchored to a measurement: predicted(new) = mea
 from __future__ import annotations
 
 import os
-import sqlite3
-from pathlib import Path
 
 import torch.nn as nn
 
 from hwnas.adapt.groups import ConvChange
-
-
-def default_db() -> Path:
-    home = os.environ.get("HWNAS_HOME")
-    root = Path(home) if home else Path.home() / ".cache" / "hwnas"
-    return root / "netadapt_layers.db"
+from hwnas.latency.lut.store import LutStore
 
 
 def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
@@ -56,13 +50,8 @@ class LayerCosts:
         self.sizes = conv_inputs(model, input_shape)
         self.specs = {n: (m.kernel_size, m.stride, m.padding, m.dilation, m.groups > 1 and m.groups == m.in_channels)
                       for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-        self.path = Path(db) if db else default_db()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS conv_ms (fingerprint TEXT, key TEXT, median_ms REAL, "
-                        "p90_ms REAL, n INTEGER, PRIMARY KEY (fingerprint, key))")
-        self.db.commit()
+        self.store = LutStore(db)
+        self.path = self.store.path
         self.timed = 0  # convs timed by this instance (the rest came from the table)
 
     def key(self, name: str, cin: int, cout: int) -> str:
@@ -76,20 +65,19 @@ class LayerCosts:
         if cin <= 0 or cout <= 0:
             return 0.0
         key = self.key(name, cin, cout)
-        row = self.db.execute("SELECT median_ms FROM conv_ms WHERE fingerprint=? AND key=?", (self.fp, key)).fetchone()
+        row = self.store.get(self.fp, key)
         if row:
-            return row[0]
+            return row["value_ms"]
         k, s, p, d, dw = self.specs[name]
         if dw:
             cout = cin
         conv = nn.Conv2d(cin, cout, k, s, p, d, groups=cin if dw else 1, bias=False).eval()
         h, w = self.sizes[name]
         m = self.device.measure(conv, input_shape=(1, cin, h, w), warmup=self.warmup, runs=self.runs)
-        self.db.execute("INSERT OR REPLACE INTO conv_ms VALUES (?, ?, ?, ?, ?)",
-                        (self.fp, key, m.median, m.p90, m.count))
-        self.db.commit()
+        fp = self.device.fingerprint()
+        self.store.put(fp, f"{fp.get('runtime')} {fp.get('runtime_version')}", key, m)
         self.timed += 1
-        return m.median
+        return self.store.get(self.fp, key)["value_ms"]
 
     def delta(self, changes: list[ConvChange]) -> float:
         """Predicted change in ms (negative = faster) when these convs change shape."""
@@ -97,4 +85,4 @@ class LayerCosts:
                    for c in changes)
 
     def close(self) -> None:
-        self.db.close()
+        self.store.close()

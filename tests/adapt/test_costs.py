@@ -1,4 +1,4 @@
-"""Per-layer costs: timed on the real onnxruntime device, stored in SQLite, reused by a second run."""
+"""Per-layer costs: timed on the real onnxruntime device, stored in the LUT store (SQLite), reused by a second run."""
 import sqlite3
 
 from hwnas.adapt.costs import LayerCosts, conv_inputs
@@ -30,6 +30,6 @@ def test_costs_measured_once_then_read_back(tmp_path):
     costs.close()
     again = LayerCosts(dev, m, SHAPE, db=db, runs=5, warmup=2)
     assert again.latency("head.0", 64, 128) == wide and again.timed == 0
-    rows = sqlite3.connect(db).execute("SELECT fingerprint, key FROM conv_ms").fetchall()
+    rows = sqlite3.connect(db).execute("SELECT fingerprint, key FROM measurements").fetchall()
     assert len(rows) == 2 and all(fp == dev.fingerprint_key() for fp, _ in rows)
     assert any("in:8x8x64-out:128-k:1x1" in k for _, k in rows)
