@@ -1,0 +1,26 @@
+"""The README's Python examples run as written (after the table they name is built)."""
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_python_examples():
+    assert len(python_blocks()) >= 2
+
+
+@pytest.mark.slow
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
+    from hwnas.latency.lut import build_lut
+    from hwnas.search.spaces import get_space
+    build_lut(get_space("mnasnet-tiny"), "cpu", rounds=1, runs=3, warmup=1, fit_networks=4, show_progress=False,
+              log=lambda m: None)
+    for block in python_blocks():
+        exec(compile(block, "README.md", "exec"), {})
