@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from hwnas.errors import HwnasError
+from hwnas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,13 @@ class ModelInfo:
     tags: tuple = field(default_factory=tuple)
 
 
-_MODELS: dict[str, ModelInfo] = {}
+MODELS = Registry("model")
 
 
 def register_model(name: str | None = None, **info):
     def deco(fn):
         key = name or fn.__name__
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} registered twice")
-        _MODELS[key] = ModelInfo(name=key, builder=fn, **info)
+        MODELS.add(key, ModelInfo(name=key, builder=fn, **info))
         return fn
     return deco
 
@@ -45,15 +44,12 @@ def _ensure_loaded():
 
 def list_models() -> list[str]:
     _ensure_loaded()
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def get_info(name: str) -> ModelInfo:
     _ensure_loaded()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise HwnasError(f"unknown model {name!r}; see `hwnas models` for the {len(_MODELS)} known ones") from None
+    return MODELS.get(name, hint=" (`hwnas models` lists them with their sizes)")
 
 
 def create(name: str, num_classes: int = 1000, width_mult: float = 1.0, **kwargs):

@@ -10,28 +10,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from hwnas.errors import HwnasError
+from hwnas.registry import Registry
 
-_REGISTRY: dict[str, type["Estimator"]] = {}
-
-
-def register_estimator(name: str):
-    def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"estimator {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return deco
-
-
-def list_estimators() -> list[str]:
-    return sorted(_REGISTRY)
+ESTIMATORS = Registry("accuracy estimator", set_name=True)
+register_estimator = ESTIMATORS.register
+list_estimators = ESTIMATORS.names
 
 
 def estimator_class(name: str) -> type["Estimator"]:
-    if name not in _REGISTRY:
-        raise HwnasError(f"unknown accuracy estimator {name!r}; choose one of: {', '.join(list_estimators())}")
-    return _REGISTRY[name]
+    return ESTIMATORS.get(name)
 
 
 def get_estimator(name: str, space, data=None, seed: int = 0, **options) -> "Estimator":

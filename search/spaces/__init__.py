@@ -1,29 +1,16 @@
 """Search spaces, by name: `get_space("mnasnet")`, `list_spaces()`, `@register_space("name")`."""
 from __future__ import annotations
 
-from hwnas.errors import HwnasError
+from hwnas.registry import Registry
 from hwnas.search.spaces.base import Arch, Decision, OpSpec, Space
 
-_SPACES: dict = {}
-
-
-def register_space(name: str):
-    def deco(factory):
-        if name in _SPACES:
-            raise ValueError(f"space {name!r} registered twice")
-        _SPACES[name] = factory
-        return factory
-    return deco
-
-
-def list_spaces() -> list[str]:
-    return sorted(_SPACES)
+SPACES = Registry("space")
+register_space = SPACES.register
+list_spaces = SPACES.names
 
 
 def get_space(name: str, **kwargs) -> Space:
-    if name not in _SPACES:
-        raise HwnasError(f"unknown space {name!r}; known spaces: {', '.join(list_spaces())}")
-    return _SPACES[name](**kwargs)
+    return SPACES.get(name)(**kwargs)
 
 
 from hwnas.search.spaces import mnasnet  # noqa: E402,F401  (registers mnasnet, mnasnet-tiny)

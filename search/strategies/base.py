@@ -8,28 +8,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.registry import Registry
 
-_REGISTRY: dict[str, type["Strategy"]] = {}
-
-
-def register_strategy(name: str):
-    def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return deco
-
-
-def list_strategies() -> list[str]:
-    return sorted(_REGISTRY)
+STRATEGIES = Registry("search strategy", set_name=True)
+register_strategy = STRATEGIES.register
+list_strategies = STRATEGIES.names
 
 
 def strategy_class(name: str) -> type["Strategy"]:
-    if name not in _REGISTRY:
-        raise HwnasError(f"unknown search strategy {name!r}; choose one of: {', '.join(list_strategies())}")
-    return _REGISTRY[name]
+    return STRATEGIES.get(name)
 
 
 def get_strategy(name: str, space, seed: int = 0, **options) -> "Strategy":
