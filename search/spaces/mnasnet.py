@@ -25,36 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas.models.layers import SqueezeExcite, conv_bn, make_divisible
 from hwnas.search.spaces import register_space
 from hwnas.search.spaces.base import Decision, OpSpec, Space
 
 OPS = ("conv", "dwconv", "mbconv1", "mbconv3", "mbconv6")
 SKIPS = ("pool", "identity", "none")
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-def _conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act:
-        layers.append(nn.ReLU())
-    return layers
-
-
-class _SE(nn.Module):
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.ReLU()
-        self.expand = nn.Conv2d(hidden, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x):
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
 def effective_skip(skip: str, cin: int, cout: int, stride: int) -> str:
@@ -73,22 +49,22 @@ class SearchLayer(nn.Module):
         super().__init__()
         hidden_se = max(1, int(cin * se))
         if op == "conv":
-            layers = _conv_bn(cin, cout, k, stride)
+            layers = [conv_bn(cin, cout, k, stride)]
             if se:
-                layers.append(_SE(cout, hidden_se))
+                layers.append(SqueezeExcite(cout, hidden_se))
         elif op == "dwconv":
-            layers = _conv_bn(cin, cin, k, stride, groups=cin)
+            layers = [conv_bn(cin, cin, k, stride, groups=cin)]
             if se:
-                layers.append(_SE(cin, hidden_se))
-            layers += _conv_bn(cin, cout, 1, act=False)
+                layers.append(SqueezeExcite(cin, hidden_se))
+            layers.append(conv_bn(cin, cout, 1, act=None))
         elif op.startswith("mbconv"):
             e = int(op[len("mbconv"):])
             hidden = cin * e
-            layers = _conv_bn(cin, hidden, 1) if e != 1 else []
-            layers += _conv_bn(hidden, hidden, k, stride, groups=hidden)
+            layers = [conv_bn(cin, hidden, 1)] if e != 1 else []
+            layers.append(conv_bn(hidden, hidden, k, stride, groups=hidden))
             if se:
-                layers.append(_SE(hidden, hidden_se))
-            layers += _conv_bn(hidden, cout, 1, act=False)
+                layers.append(SqueezeExcite(hidden, hidden_se))
+            layers.append(conv_bn(hidden, cout, 1, act=None))
         else:
             raise ValueError(f"unknown op {op!r}")
         self.body = nn.Sequential(*layers)
@@ -96,7 +72,7 @@ class SearchLayer(nn.Module):
         if self.skip == "pool":
             short = [nn.AvgPool2d(stride, stride, ceil_mode=True)] if stride > 1 else []
             if cin != cout:
-                short += _conv_bn(cin, cout, 1, act=False)
+                short.append(conv_bn(cin, cout, 1, act=None))
             self.shortcut = nn.Sequential(*short)
 
     def forward(self, x):
@@ -108,15 +84,14 @@ class SearchLayer(nn.Module):
         return y
 
 
-class Stem(nn.Sequential):
-    def __init__(self, cout: int):
-        super().__init__(*_conv_bn(3, cout, 3, 2))
+def stem(cout: int) -> nn.Sequential:
+    return conv_bn(3, cout, 3, 2)
 
 
 class Head(nn.Module):
     def __init__(self, cin: int, channels: int, num_classes: int):
         super().__init__()
-        self.features = nn.Sequential(*_conv_bn(cin, channels, 1))
+        self.features = conv_bn(cin, channels, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
 
@@ -175,7 +150,7 @@ class MnasNetSpace(Space):
     def _stem_op(self) -> OpSpec:
         c, h = self.config, self.config.input_size
         key = f"stem-in:{h}x{h}x3-out:{self.sizes[0]}x{self.sizes[0]}x{c.stem}-k:3-s:2"
-        return OpSpec(key, (1, 3, h, h), lambda: Stem(c.stem))
+        return OpSpec(key, (1, 3, h, h), lambda: stem(c.stem))
 
     def _head_op(self, cin: int, num_classes: int | None = None) -> OpSpec:
         c, h = self.config, self.sizes[-1]
