@@ -4,11 +4,11 @@
     p = LatencyPredictor.for_space(space, "cpu")          # loads the table of this device's fingerprint
     p.predict(arch); p.predict_batch(archs)               # ms; the batch path is vectorised
 
-Bare op sums drift from whole-network latency (operator fusion across op boundaries, framework
+Bare op sums can drift from whole-network latency (operator fusion across op boundaries, framework
 overhead per op and per run), so the prediction is
     predicted = a * sum(op latencies) + b * (number of ops) + c,
-with (a, b, c) fitted by least squares on a few whole networks timed end to end on the device (sampled
-with their own seed, never reused for validation). The space (from hwnas.search) is passed in, duck-typed:
+fitted on a few whole networks timed end to end on the device (sampled with their own seed, never reused
+for validation). The form is chosen by leave-one-out error among identity (a=1, b=c=0), scale and affine. The space (from hwnas.search) is passed in, duck-typed:
 it provides all_ops(), op_indices(archs) and decisions().
 """
 from __future__ import annotations
@@ -94,14 +94,26 @@ class LatencyPredictor:
     # -- the correction ---------------------------------------------------------------------------------
     @staticmethod
     def fit_correction(op_sums, op_counts, measured) -> dict:
-        """Least squares of measured ≈ a * op_sum + b * n_ops + c (falls back to a scale for < 4 networks)."""
+        """Choose and fit the correction on whole-network timings. Three models compete: identity (the bare
+        op sum), scale (a * sum) and affine (a * sum + b * n_ops + c, least squares); the one with the
+        lowest leave-one-out mean relative error wins, so a correction is applied only where it predicts
+        held-out networks better than the bare sum (an affine fit on a few noisy timings can be worse)."""
         s, n, y = (np.asarray(v, dtype=np.float64) for v in (op_sums, op_counts, measured))
-        if len(y) >= 4 and np.ptp(n) > 0:
-            X = np.stack([s, n, np.ones_like(s)], axis=1)
-            a, b, c = np.linalg.lstsq(X, y, rcond=None)[0]
-        elif len(y) >= 3:
-            X = np.stack([s, np.ones_like(s)], axis=1)
-            (a, c), b = np.linalg.lstsq(X, y, rcond=None)[0], 0.0
-        else:
-            a, b, c = float(np.sum(y) / max(np.sum(s), 1e-12)), 0.0, 0.0
-        return {"a": float(a), "b": float(b), "c": float(c), "n_networks": int(len(y))}
+        fits = {"identity": lambda idx: (1.0, 0.0, 0.0),
+                "scale": lambda idx: (float(np.sum(y[idx] * s[idx]) / max(np.sum(s[idx] ** 2), 1e-12)), 0.0, 0.0)}
+        if len(y) >= 5 and np.ptp(n) > 0:
+            def affine(idx):
+                X = np.stack([s[idx], n[idx], np.ones(len(idx))], axis=1)
+                return tuple(float(v) for v in np.linalg.lstsq(X, y[idx], rcond=None)[0])
+            fits["affine"] = affine
+        errors = {}
+        for name, fit in fits.items():
+            rel = []
+            for i in range(len(y)):
+                a, b, c = fit(np.delete(np.arange(len(y)), i))
+                rel.append(abs(a * s[i] + b * n[i] + c - y[i]) / y[i])
+            errors[name] = float(100 * np.mean(rel)) if rel else float("inf")
+        chosen = min(errors, key=lambda k: (errors[k], list(fits).index(k)))
+        a, b, c = fits[chosen](np.arange(len(y)))
+        return {"a": a, "b": b, "c": c, "model": chosen, "n_networks": int(len(y)),
+                "loo_mean_abs_pct": {k: round(v, 3) for k, v in errors.items()}}

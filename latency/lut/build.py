@@ -140,6 +140,7 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     s, n = predictor.features(archs)
     correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
     store.put_correction(fp, space.name, correction)
-    log(f"correction: measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + "
-        f"{correction['c']:.4f} ms (fitted on {correction['n_networks']} networks)")
+    loo = ", ".join(f"{k} {v:.2f}%" for k, v in correction["loo_mean_abs_pct"].items())
+    log(f"correction ({correction['model']}, chosen by leave-one-out error on {correction['n_networks']} networks: "
+        f"{loo}): measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + {correction['c']:.4f} ms")
     return BuildReport(fp, len(specs), measured, skipped, nets, correction, time.perf_counter() - t0)

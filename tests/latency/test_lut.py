@@ -156,7 +156,21 @@ def test_fit_correction_recovers_known_coefficients():
     n = np.array([3, 4, 5, 6, 7, 9])
     y = 0.8 * s + 0.05 * n + 0.3
     c = LatencyPredictor.fit_correction(s, n, y)
+    assert c["model"] == "affine"
     assert c["a"] == pytest.approx(0.8) and c["b"] == pytest.approx(0.05) and c["c"] == pytest.approx(0.3)
+
+
+def test_fit_correction_keeps_the_bare_sum_when_a_fit_does_not_generalise():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(5, 20, 12)
+    n = rng.integers(10, 30, 12)
+    y = s * (1 + rng.normal(0, 0.05, 12))  # the bare sum is right up to noise
+    c = LatencyPredictor.fit_correction(s, n, y)
+    assert c["model"] in ("identity", "scale") and set(c["loo_mean_abs_pct"]) == {"identity", "scale", "affine"}
+    assert c["loo_mean_abs_pct"][c["model"]] == min(c["loo_mean_abs_pct"].values())
+    y2 = 1.3 * s                          # a clean scale: chosen and recovered
+    c2 = LatencyPredictor.fit_correction(s, n, y2)
+    assert c2["model"] in ("scale", "affine") and c2["a"] == pytest.approx(1.3, rel=1e-6)
 
 
 BUILD_SCRIPT = textwrap.dedent("""
