@@ -48,16 +48,18 @@ def _runtime(fp: dict) -> str:
 
 
 def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: int, description: str,
-             show_progress: bool = True) -> tuple[int, int]:
-    """Time each OpSpec `rounds` times (interleaved) into `store`. Returns (measured, skipped)."""
+             show_progress: bool = True, only_rounds=None, artifacts: dict | None = None) -> tuple[int, int]:
+    """Time each OpSpec `rounds` times (interleaved) into `store`. Returns (measured, skipped).
+    `only_rounds` restricts this call to some of the rounds (the builder interleaves networks between them)."""
     fp = device.fingerprint()
     done = store.done(fp["key"])
-    total = len(specs) * rounds
-    skipped = sum((s.key, r) in done for s in specs for r in range(rounds))
-    artifacts: dict[str, object] = {}
+    round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
+    total = len(specs) * len(round_ids)
+    skipped = sum((s.key, r) in done for s in specs for r in round_ids)
+    artifacts = {} if artifacts is None else artifacts
     measured = 0
     with progress(total, description, enabled_=None if show_progress else False, completed=skipped) as bar:
-        for r in range(rounds):
+        for r in round_ids:
             for spec in specs:
                 if (spec.key, r) in done:
                     continue
@@ -82,16 +84,19 @@ def fit_archs(space, n: int) -> list[tuple]:
 
 
 def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds: int, warmup: int, runs: int,
-                  show_progress: bool = True, description: str = "networks") -> int:
+                  show_progress: bool = True, description: str = "networks", only_rounds=None,
+                  artifacts: dict | None = None) -> int:
     """Time whole networks of `space` end to end in interleaved rounds; rows keyed by purpose."""
     fp = device.fingerprint_key()
     have = store.networks(fp, space.name, purpose)
-    todo = [(r, a) for r in range(rounds) for a in archs if r not in have.get(tuple(a), {})]
-    artifacts: dict[tuple, object] = {}
+    round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
+    todo = [(r, a) for r in round_ids for a in archs if r not in have.get(tuple(a), {})]
+    artifacts = {} if artifacts is None else artifacts
     measured = 0
     shape = (1, 3, space.input_size, space.input_size)
-    with progress(len(archs) * rounds, description, enabled_=None if show_progress else False,
-                  completed=len(archs) * rounds - len(todo)) as bar:
+    total = len(archs) * len(round_ids)
+    with progress(total, description, enabled_=None if show_progress else False,
+                  completed=total - len(todo)) as bar:
         for r, a in todo:
             a = tuple(a)
             if a not in artifacts:
@@ -131,11 +136,20 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     fp = device.fingerprint_key()
     log(f"latency table: space {space.name!r} ({len(specs)} ops) on device {device.name!r} "
         f"(fingerprint {fp}), {rounds} interleaved rounds, into {store.path}")
-    measured, skipped = time_ops(device, specs, store, rounds=rounds, warmup=warmup, runs=runs,
-                                 description=f"ops of {space.name}", show_progress=show_progress)
+    # Round r times every op, then the correction's networks: the networks' timings are spread over the
+    # whole build like the ops', so a busy spell on the shared machine cannot bias all of them at once.
     archs = fit_archs(space, fit_networks)
-    nets = time_networks(device, space, archs, store, "fit", rounds=rounds, warmup=warmup, runs=runs,
-                         show_progress=show_progress, description="networks for the correction")
+    measured = skipped = nets = 0
+    op_artifacts: dict = {}
+    net_artifacts: dict = {}
+    for r in range(rounds):
+        m, s = time_ops(device, specs, store, rounds=rounds, warmup=warmup, runs=runs, only_rounds=[r],
+                        description=f"ops of {space.name}, round {r + 1}/{rounds}", show_progress=show_progress,
+                        artifacts=op_artifacts)
+        measured, skipped = measured + m, skipped + s
+        nets += time_networks(device, space, archs, store, "fit", rounds=rounds, warmup=warmup, runs=runs,
+                              only_rounds=[r], show_progress=show_progress, artifacts=net_artifacts,
+                              description=f"networks for the correction, round {r + 1}/{rounds}")
     predictor = LatencyPredictor.for_space(space, device, store=store)
     s, n = predictor.features(archs)
     correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
