@@ -8,6 +8,7 @@ Tables
   networks      whole-network timings per (fingerprint, space, arch, round), used to fit and validate
                 the predictor's correction.
   corrections   the fitted per-(fingerprint, space) correction of the op sum.
+  layer_tables  per-layer (NetAdapt) tables: the convs' geometry and grid step per (fingerprint, model).
   fingerprints  the full fingerprint JSON behind each key.
 Rows are inserted with INSERT OR IGNORE on their primary key: a rerun or a second writer never
 duplicates a row, and a row is committed the moment it is measured.
@@ -37,6 +38,9 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS corrections (
     fingerprint TEXT NOT NULL, space TEXT NOT NULL, json TEXT NOT NULL, created_at TEXT NOT NULL,
     PRIMARY KEY (fingerprint, space));
+CREATE TABLE IF NOT EXISTS layer_tables (
+    fingerprint TEXT NOT NULL, model_id TEXT NOT NULL, json TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, model_id));
 """
 COLUMNS = ("fingerprint", "runtime", "key", "round", "median_ms", "p10_ms", "p90_ms", "std_ms", "n", "created_at")
 
@@ -131,6 +135,16 @@ class LutStore:
 
     def get_correction(self, fp_key: str, space: str) -> dict | None:
         row = self.db.execute("SELECT json FROM corrections WHERE fingerprint=? AND space=?", (fp_key, space)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_layer_table(self, fp_key: str, model_id: str, meta: dict) -> None:
+        """The layer geometry and grid step of a per-layer (NetAdapt) table; its points are ordinary op rows."""
+        self.db.execute("INSERT OR REPLACE INTO layer_tables VALUES (?,?,?,?)",
+                        (fp_key, model_id, json.dumps(meta, sort_keys=True), _now()))
+
+    def get_layer_table(self, fp_key: str, model_id: str) -> dict | None:
+        row = self.db.execute("SELECT json FROM layer_tables WHERE fingerprint=? AND model_id=?",
+                              (fp_key, model_id)).fetchone()
         return json.loads(row[0]) if row else None
 
     # -- sharing ------------------------------------------------------------------------------------
