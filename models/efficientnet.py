@@ -4,7 +4,8 @@ MBConv block with SE and swish: [1x1 expand (e x) + BN + SiLU] -> kxk depthwise 
 SE (pool -> 1x1 conv (block input channels x 0.25) -> SiLU -> 1x1 conv -> sigmoid -> multiply) ->
 1x1 project + BN; identity shortcut (plain `+`) when stride 1 and in == out. Scaling: channels x width
 coefficient rounded to multiples of 8 (never below 90%), repeats ceil(depth coefficient x n), input
-resolution per variant. `width_mult` multiplies the variant's width coefficient. Stochastic depth
+resolution per variant. `width_mult` multiplies the variant's width coefficient, `depth_mult` its depth
+coefficient (compound scaling, `hwnas scale`). Stochastic depth
 (a training-time regulariser, identity at inference) is not included.
 """
 import math
@@ -65,10 +66,10 @@ class EfficientNet(nn.Module):
         return self.fc(self.head(self.features(x)))
 
 
-def _build(variant, num_classes, width_mult, **kw):
+def _build(variant, num_classes, width_mult, depth_mult=1.0, **kw):
     w, d, _, dropout = _VARIANTS[variant]
     kw.setdefault("dropout", dropout)
-    return EfficientNet(w * width_mult, d, num_classes=num_classes, **kw)
+    return EfficientNet(w * width_mult, d * depth_mult, num_classes=num_classes, **kw)
 
 
 # Paper Table 2: params / FLOPs (which the paper counts as multiply-adds):
