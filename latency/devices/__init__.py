@@ -13,7 +13,7 @@ from typing import Any
 from hwnas.errors import HwnasError
 from hwnas.latency.devices.base import (Artifact, Backend, BackendOptions, OpTiming, fingerprint_key,
                                         host_fingerprint)
-from hwnas.latency.devices.config import DeviceEntry, load_devices
+from hwnas.latency.devices.config import FARM, DeviceEntry, FarmOptions, load_devices
 from hwnas.latency.devices.registry import backend_class, backend_names, register_backend
 from hwnas.latency.measure import Measurement
 
@@ -78,6 +78,75 @@ class Device:
 
     def __repr__(self) -> str:
         return f"Device({self.name!r}, backend={self.entry.backend!r})"
+
+
+@register_backend
+class FarmBackend(Backend):
+    """A pool of devices named in devices.yaml (`pool: [a, b]`). As one device it measures on the first
+    member that answers; a LUT build with an executor splits its ops across the members
+    (hwnas.executor.measure_jobs). Its fingerprint is the members' (they must agree unless allow_mixed)."""
+
+    name = FARM
+    artifact_format = "onnx"  # the members' (see the property below)
+    Options = FarmOptions
+
+    def __init__(self, device_name, options):
+        super().__init__(device_name, options)
+        self._members: list[Device] | None = None
+        self._next = 0
+
+    @property
+    def members(self) -> list[Device]:
+        if self._members is None:
+            entries = load_devices(self.options._source)
+            self._members = [Device(entries[m]) for m in self.options.pool]
+        return self._members
+
+    @property
+    def artifact_format(self) -> str:  # type: ignore[override]
+        formats = {m.name: m.artifact_format for m in self.members}
+        if len(set(formats.values())) > 1:
+            which = ", ".join(f"{k}: {v}" for k, v in formats.items())
+            raise HwnasError(f"device {self.device_name!r}: the pool mixes model formats ({which})")
+        return next(iter(formats.values()))
+
+    def check(self) -> None:
+        for m in self.members:
+            m.check()
+
+    def fingerprint(self) -> dict:
+        fps = {m.name: m.fingerprint() for m in self.members}
+        keys = {fp["key"] for fp in fps.values()}
+        first = self.members[0].name
+        if len(keys) > 1 and not self.options.allow_mixed:
+            which = ", ".join(f"{k}: {fp['key']}" for k, fp in fps.items())
+            raise HwnasError(f"device {self.device_name!r}: the pool mixes fingerprints "
+                             f"({which}); its rows would not be one "
+                             f"table. Set allow_mixed: true to store them all under {first}'s fingerprint")
+        return {k: v for k, v in fps[first].items() if k != "key"}
+
+    def _each(self, call):
+        err: Exception | None = None
+        n = len(self.members)
+        for i in range(n):
+            m = self.members[(self._next + i) % n]
+            try:
+                out = call(m)
+                self._next = (self._next + i + 1) % n
+                return out
+            except HwnasError as e:
+                err = e
+        raise HwnasError(f"device {self.device_name!r}: no member of the pool could run it (last: {err})")
+
+    def measure(self, artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False, **protocol):
+        return self._each(lambda m: m.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive, **protocol))
+
+    def profile_ops(self, artifact, *, warmup: int = 5, runs: int = 20):
+        return self._each(lambda m: m.profile_ops(artifact, warmup=warmup, runs=runs))
+
+    def close(self) -> None:
+        for m in self._members or []:
+            m.close()
 
 
 def list_devices(devices_file: str | os.PathLike | None = None) -> dict[str, DeviceEntry]:

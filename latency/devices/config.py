@@ -11,11 +11,24 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from hwnas.errors import HwnasError
 from hwnas.latency.devices.base import BackendOptions
 from hwnas.latency.devices.registry import backend_class, backend_names
+
+
+FARM = "farm"
+
+
+class FarmOptions(BackendOptions):
+    """A pool of devices (e.g. several agents or phones of one kind): `pool: [a, b]`, no `backend`.
+    A LUT build splits its ops across the pool; rows of different fingerprints are refused unless
+    `allow_mixed: true` (then they are stored under the first member's fingerprint)."""
+
+    pool: list[str] = Field(min_length=1)
+    allow_mixed: bool = False
+    _source: str | None = PrivateAttr(None)  # the file the farm came from (its members are resolved with it)
 
 
 @dataclass
@@ -53,6 +66,8 @@ def parse_entries(data: dict, source: str) -> dict[str, DeviceEntry]:
             raise HwnasError(f"{source}: device {name!r}: expected a mapping with at least 'backend'")
         raw = dict(raw)
         backend = raw.pop("backend", None)
+        if backend is None and "pool" in raw:
+            backend = FARM
         if backend is None:
             raise HwnasError(f"{source}: device {name!r}: field 'backend' is missing "
                              f"(one of: {', '.join(backend_names())})")
@@ -65,6 +80,8 @@ def parse_entries(data: dict, source: str) -> dict[str, DeviceEntry]:
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "?"
             raise HwnasError(f"{source}: device {name!r}: field {field!r}: {err['msg']}") from None
+        if backend == FARM:
+            options._source = source
         entries[str(name)] = DeviceEntry(str(name), backend, options, source)
     return entries
 
@@ -82,4 +99,14 @@ def load_devices(devices_file: str | os.PathLike | None = None) -> dict[str, Dev
     entries: dict[str, DeviceEntry] = {}
     for path in device_files(devices_file):
         entries.update(parse_entries(_read_yaml(path), str(path)))
+    for e in entries.values():
+        if e.backend == FARM:
+            for member in e.options.pool:
+                if member not in entries:
+                    raise HwnasError(f"{e.source}: device {e.name!r}: field 'pool': unknown device {member!r}")
+                if entries[member].backend == FARM:
+                    raise HwnasError(f"{e.source}: device {e.name!r}: field 'pool': {member!r} is itself a pool "
+                                     f"(list its devices instead)")
+            if len(set(e.options.pool)) != len(e.options.pool):
+                raise HwnasError(f"{e.source}: device {e.name!r}: field 'pool': a device is listed twice")
     return entries

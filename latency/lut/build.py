@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -43,14 +44,27 @@ def seeded_module(spec, seed_text: str):
         torch.random.set_rng_state(state)
 
 
+def seeded_network(space, arch):
+    """Build `arch` of `space` with weights drawn from a seed of the arch (same network, same export)."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(zlib.crc32(repr(tuple(arch)).encode()))
+    try:
+        return space.build(tuple(arch)).eval()
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def _runtime(fp: dict) -> str:
     return f"{fp.get('runtime')} {fp.get('runtime_version')}"
 
 
 def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: int, description: str,
-             show_progress: bool = True, only_rounds=None, artifacts: dict | None = None) -> tuple[int, int]:
+             show_progress: bool = True, only_rounds=None, artifacts: dict | None = None,
+             executor=None) -> tuple[int, int]:
     """Time each OpSpec `rounds` times (interleaved) into `store`. Returns (measured, skipped).
-    `only_rounds` restricts this call to some of the rounds (the builder interleaves networks between them)."""
+    `only_rounds` restricts this call to some of the rounds (the builder interleaves networks between them).
+    With an `executor` (hwnas.executor), the ops are exported and timed where the device's queue lives,
+    split across the members of a device pool; rows are stored here as they come back."""
     fp = device.fingerprint()
     done = store.done(fp["key"])
     round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
@@ -59,6 +73,14 @@ def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: 
     artifacts = {} if artifacts is None else artifacts
     measured = 0
     with progress(total, description, enabled_=None if show_progress else False, completed=skipped) as bar:
+        if executor is not None:
+            from hwnas.executor import measure_jobs
+            jobs = [((spec.key, r), spec.key, partial(seeded_module, spec, spec.key), spec.input_shape)
+                    for r in round_ids for spec in specs if (spec.key, r) not in done]
+            for (key, r), m in measure_jobs(executor, device, jobs, warmup=warmup, runs=runs, log=_log):
+                measured += store.put(fp, _runtime(fp), key, m, round=r)
+                bar.advance()
+            return measured, skipped
         for r in round_ids:
             for spec in specs:
                 if (spec.key, r) in done:
@@ -85,7 +107,7 @@ def fit_archs(space, n: int) -> list[tuple]:
 
 def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds: int, warmup: int, runs: int,
                   show_progress: bool = True, description: str = "networks", only_rounds=None,
-                  artifacts: dict | None = None) -> int:
+                  artifacts: dict | None = None, executor=None) -> int:
     """Time whole networks of `space` end to end in interleaved rounds; rows keyed by purpose."""
     fp = device.fingerprint_key()
     have = store.networks(fp, space.name, purpose)
@@ -97,6 +119,13 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds
     total = len(archs) * len(round_ids)
     with progress(total, description, enabled_=None if show_progress else False,
                   completed=total - len(todo)) as bar:
+        if executor is not None:
+            from hwnas.executor import measure_jobs
+            jobs = [((r, tuple(a)), repr(tuple(a)), partial(seeded_network, space, tuple(a)), shape) for r, a in todo]
+            for (r, a), m in measure_jobs(executor, device, jobs, warmup=warmup, runs=runs, log=_log):
+                measured += store.put_network(fp, space.name, a, purpose, r, m)
+                bar.advance()
+            return measured
         for r, a in todo:
             a = tuple(a)
             if a not in artifacts:
@@ -121,8 +150,10 @@ def network_values(store: LutStore, device, space, archs, purpose: str) -> np.nd
 
 def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], warmup: int = DEFAULTS["warmup"],
               runs: int = DEFAULTS["runs"], fit_networks: int = DEFAULTS["fit_networks"], store: LutStore | None = None,
-              show_progress: bool = True, log=_log) -> BuildReport:
-    """Build (or complete) the table of `space` on `device`, then fit the predictor's correction."""
+              show_progress: bool = True, log=_log, executor=None) -> BuildReport:
+    """Build (or complete) the table of `space` on `device`, then fit the predictor's correction.
+    `executor` (hwnas.executor; default: this process) routes the timings per device; a device pool
+    (farm) splits them across its members."""
     import time
 
     from hwnas.latency.predict import LatencyPredictor
@@ -145,10 +176,11 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     for r in range(rounds):
         m, s = time_ops(device, specs, store, rounds=rounds, warmup=warmup, runs=runs, only_rounds=[r],
                         description=f"ops of {space.name}, round {r + 1}/{rounds}", show_progress=show_progress,
-                        artifacts=op_artifacts)
+                        artifacts=op_artifacts, executor=executor)
         measured, skipped = measured + m, skipped + s
         nets += time_networks(device, space, archs, store, "fit", rounds=rounds, warmup=warmup, runs=runs,
                               only_rounds=[r], show_progress=show_progress, artifacts=net_artifacts,
+                              executor=executor,
                               description=f"networks for the correction, round {r + 1}/{rounds}")
     predictor = LatencyPredictor.for_space(space, device, store=store)
     s, n = predictor.features(archs)
