@@ -149,7 +149,7 @@ class LutStore:
 
     # -- sharing ------------------------------------------------------------------------------------
     def export(self, path: str | os.PathLike, fp_key: str | None = None) -> int:
-        """Write op rows to .csv or .json (JSON also carries the fingerprints and corrections)."""
+        """Write op rows to .csv or .json (JSON also carries the fingerprints, corrections and layer tables)."""
         path = Path(path)
         rows = self.rows(fp_key)
         if path.suffix.lower() == ".csv":
@@ -162,7 +162,10 @@ class LutStore:
             corr = [dict(zip(("fingerprint", "space", "json"), r)) for r in
                     self.db.execute("SELECT fingerprint, space, json FROM corrections")
                     if fp_key in (None, r[0])]
-            path.write_text(json.dumps({"fingerprints": fps, "rows": rows, "corrections": corr}, indent=1) + "\n")
+            layers = [dict(zip(("fingerprint", "model_id", "json"), r)) for r in
+                      self.db.execute("SELECT fingerprint, model_id, json FROM layer_tables") if fp_key in (None, r[0])]
+            path.write_text(json.dumps({"fingerprints": fps, "rows": rows, "corrections": corr,
+                                        "layer_tables": layers}, indent=1) + "\n")
         else:
             raise HwnasError(f"export to .csv or .json, not {path.suffix or 'a file without extension'}")
         return len(rows)
@@ -176,6 +179,7 @@ class LutStore:
             raise HwnasError(f"{path} does not exist")
         fps: dict = {}
         corrections: list = []
+        layer_tables: list = []
         try:
             if path.suffix.lower() == ".csv":
                 with open(path, newline="") as f:
@@ -183,6 +187,7 @@ class LutStore:
             elif path.suffix.lower() == ".json":
                 data = json.loads(path.read_text())
                 rows, fps, corrections = data["rows"], data.get("fingerprints", {}), data.get("corrections", [])
+                layer_tables = data.get("layer_tables", [])
             else:
                 raise HwnasError(f"import a .csv or .json export, not {path.suffix or 'a file without extension'}")
             missing = [c for c in ("fingerprint", "runtime", "key", "median_ms") if rows and c not in rows[0]]
@@ -214,6 +219,9 @@ class LutStore:
             for c in corrections:
                 fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else c["fingerprint"]
                 self.db.execute("INSERT OR IGNORE INTO corrections VALUES (?,?,?,?)", (fp, c["space"], c["json"], _now()))
+            for t in layer_tables:
+                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else t["fingerprint"]
+                self.db.execute("INSERT OR IGNORE INTO layer_tables VALUES (?,?,?,?)", (fp, t["model_id"], t["json"], _now()))
             self.db.execute("COMMIT")
         except Exception:
             self.db.execute("ROLLBACK")

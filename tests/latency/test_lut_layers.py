@@ -49,3 +49,16 @@ def test_build_resume_and_interpolate(tmp_path):
 def test_missing_table_is_a_clear_error(tmp_path):
     with pytest.raises(HwnasError, match="no per-layer table"):
         LayerLatencyTable.load(LutStore(tmp_path / "lut.db"), "abc", "resnet")
+
+
+def test_layer_table_survives_json_export_import(tmp_path):
+    dev = get_device("cpu")
+    store = LutStore(tmp_path / "a.db")
+    build_layer_table(dev, nn.Sequential(nn.Conv2d(4, 8, 1)), (1, 4, 4, 4), channel_grid_step=4, store=store,
+                      model_id="one", rounds=1, warmup=1, runs=2, show_progress=False)
+    store.export(tmp_path / "t.json")
+    other = LutStore(tmp_path / "b.db")
+    assert other.import_(tmp_path / "t.json") == 2
+    a = LayerLatencyTable.load(store, dev.fingerprint_key(), "one")
+    b = LayerLatencyTable.load(other, dev.fingerprint_key(), "one")
+    assert a.latency("0", 4, 6) == b.latency("0", 4, 6) > 0
