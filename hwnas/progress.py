@@ -4,22 +4,31 @@
         for op in ops:
             ...
             bar.advance()
+    for op in track(ops, description="LUT build"):   # the same, wrapping an iterable
+        ...
     log("built 120 rows")        # one plain line on stderr, on a terminal or not
 
-Set HWNAS_NO_PROGRESS=1 to silence bars even on a terminal (logs are still printed).
+Bars are drawn only when stderr is a terminal and HWNAS_NO_PROGRESS is unset (or 0); otherwise
+nothing at all is written. `log` is never silenced, so jobs off a terminal still say what they do.
 """
 from __future__ import annotations
 
 import os
 import sys
 from contextlib import contextmanager
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
-def enabled() -> bool:
+def bars_enabled() -> bool:
+    """True when a bar would be drawn: stderr is a terminal and HWNAS_NO_PROGRESS is not set."""
     return sys.stderr.isatty() and os.environ.get("HWNAS_NO_PROGRESS", "") in ("", "0")
 
 
 class _Bar:
+    """Handle yielded by `progress`; a no-op when bars are off."""
+
     def __init__(self, rich_progress=None, task=None):
         self._p, self._t = rich_progress, task
 
@@ -39,9 +48,16 @@ class _Bar:
 
 
 @contextmanager
-def progress(total: int | None, description: str = "", enabled_: bool | None = None, completed: int = 0):
-    """A context manager yielding a bar with .advance(n) and .update(completed=..., description=...)."""
-    on = enabled() if enabled_ is None else enabled_
+def progress(total: int | None, description: str = "", enabled: bool | None = None, completed: int = 0,
+             *, enabled_: bool | None = None):
+    """Yield a bar with .advance(n) and .update(completed=..., description=...).
+
+    `enabled`: None = decide by `bars_enabled()`, False = always quiet, True = draw even off a terminal.
+    `completed` starts the count (a resumed job). `enabled_` is an older spelling of `enabled`.
+    """
+    if enabled is None:
+        enabled = enabled_
+    on = bars_enabled() if enabled is None else enabled
     if not on:
         yield _Bar()
         return
@@ -54,6 +70,18 @@ def progress(total: int | None, description: str = "", enabled_: bool | None = N
         yield _Bar(p, task)
 
 
+def track(items: Iterable[T], description: str = "", total: int | None = None,
+          enabled: bool | None = None) -> Iterator[T]:
+    """Iterate over `items`, advancing a bar (same rules as `progress`) by one per item."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with progress(total, description, enabled=enabled) as bar:
+        for item in items:
+            yield item
+            bar.advance()
+
+
 def log(message: str) -> None:
-    """One plain line on stderr (not silenced: long jobs say what they do even off a terminal)."""
+    """One plain line on stderr, never silenced. Printed verbatim (no rich markup: shapes like
+    [1, 3, 32, 32] stay as written)."""
     print(message, file=sys.stderr, flush=True)

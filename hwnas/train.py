@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.progress import progress
+from hwnas.progress import progress as _progress
 
 
 @dataclass
@@ -27,21 +27,27 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch; ask cuDNN for deterministic kernels (cheap; CPU kernels used here
+    already are). The global `torch.use_deterministic_algorithms` is left alone: it turns some ops into
+    errors for every other caller in the process."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def adaptive_gradient_clip_(parameters, clip: float, eps: float = 1e-3) -> None:
     """Adaptive gradient clipping (Brock et al. 2021, NFNets): scale each unit's gradient so that
-    ||G_i|| <= clip * max(||W_i||, eps), where a unit is one output row (dim 0) of the weight."""
+    ||G_i|| <= clip * max(||W_i||, eps), where a unit is one output row (dim 0) of the weight
+    (a conv filter, a Linear row); 1-D parameters (biases, norms) count as one unit."""
     for p in parameters:
         if p.grad is None:
             continue
         w, g = p.detach(), p.grad.detach()
         dims = tuple(range(1, w.ndim)) if w.ndim > 1 else None
-        w_norm = (w.norm(dim=dims, keepdim=True) if dims else w.norm()).clamp_min(eps)
-        g_norm = (g.norm(dim=dims, keepdim=True) if dims else g.norm()).clamp_min(1e-6)
+        w_norm = torch.linalg.vector_norm(w, dim=dims, keepdim=True).clamp_min(eps)
+        g_norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True).clamp_min(1e-6)
         max_norm = clip * w_norm
         g.mul_(torch.where(g_norm > max_norm, max_norm / g_norm, torch.ones_like(g_norm)))
 
@@ -58,8 +64,14 @@ def _classifier_params(model: nn.Module) -> set[int]:
 def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | None = None, lr: float = 0.05,
           momentum: float = 0.9, weight_decay: float = 4e-5, optimizer: str = "sgd", schedule: str = "cosine",
           label_smoothing: float = 0.0, agc_clip: float | None = None, device: str = "cpu",
-          threads: int | None = None, progress_bar: bool = True, description: str = "train") -> TrainResult:
-    """Train `model` for exactly `steps` optimizer steps, or `epochs` passes over `loader` (one of the two)."""
+          threads: int | None = None, progress: bool = True, description: str = "train",
+          progress_bar: bool | None = None) -> TrainResult:
+    """Train `model` for exactly `steps` optimizer steps (cycling over `loader` as often as needed), or
+    `epochs` passes over `loader`; give exactly one of the two. `agc_clip` turns on adaptive gradient
+    clipping for every parameter but the last Linear layer's. `threads` calls torch.set_num_threads.
+    `progress=False` (or the older `progress_bar=False`) keeps the bar off even on a terminal."""
+    if progress_bar is not None:
+        progress = progress_bar
     if (steps is None) == (epochs is None):
         raise HwnasError("give exactly one of steps and epochs for training")
     per_epoch = len(loader)
@@ -88,7 +100,7 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
     clipped = [p for p in params if id(p) not in _classifier_params(model)] if agc_clip else []
     start = time.perf_counter()
     step, loss_value = 0, float("nan")
-    with progress(total, description, enabled_=None if progress_bar else False) as bar:
+    with _progress(total, description, enabled=None if progress else False) as bar:
         while step < total:
             for x, y in loader:
                 x, y = x.to(device), y.to(device)

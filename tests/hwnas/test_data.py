@@ -42,6 +42,23 @@ def test_npz_layouts(tmp_path, layout):
     assert set(s.train.tensors[1].tolist()) == {0, 1}  # labels 3, 7 mapped to 0, 1
 
 
+def test_npz_float_images_and_channel_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.random((30, 3, 10, 10)).astype(np.float32)
+    np.savez(tmp_path / "f.npz", x=x, y=np.arange(30) % 3)
+    s = load_dataset(tmp_path / "f.npz", image_size=10, channels=3)
+    assert s.num_classes == 3 and s.train.tensors[0].shape[1:] == (3, 10, 10)
+    # float input is taken as it is (not divided by 255): standardised values keep the original order
+    gray = load_dataset(tmp_path / "f.npz", image_size=10, channels=1)
+    assert gray.input_shape == (1, 10, 10)
+    np.savez(tmp_path / "two.npz", x=rng.random((30, 2, 10, 10)), y=np.arange(30) % 3)
+    with pytest.raises(HwnasError, match="2 channels; cannot make 3"):
+        load_dataset(tmp_path / "two.npz", channels=3)
+    np.savez(tmp_path / "flt.npz", x=x, y=np.linspace(0, 1, 30))
+    with pytest.raises(HwnasError, match="labels y must be integers"):
+        load_dataset(tmp_path / "flt.npz")
+
+
 def _png(path, value):
     from PIL import Image
     Image.fromarray(np.full((10, 10, 3), value, dtype=np.uint8)).save(path)
