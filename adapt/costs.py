@@ -17,6 +17,7 @@ import os
 import torch.nn as nn
 
 from hwnas.adapt.groups import ConvChange
+from hwnas.latency.lut.layers import conv_key
 from hwnas.latency.lut.store import LutStore
 
 
@@ -57,9 +58,7 @@ class LayerCosts:
     def key(self, name: str, cin: int, cout: int) -> str:
         k, s, p, d, dw = self.specs[name]
         h, w = self.sizes[name]
-        g = "dw" if dw else "1"
-        return (f"conv-in:{h}x{w}x{cin}-out:{cout}-k:{k[0]}x{k[1]}-s:{s[0]}x{s[1]}-p:{p[0]}x{p[1]}"
-                f"-d:{d[0]}-g:{g}")
+        return conv_key(h, w, cin, cout, k, s, p, d, dw)
 
     def latency(self, name: str, cin: int, cout: int) -> float:
         if cin <= 0 or cout <= 0:
