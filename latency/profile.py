@@ -45,5 +45,9 @@ def profile(device: Device | str, model, input_shape=None, *, warmup: int = 10, 
     if per_op:
         ops = device.profile_ops(artifact, warmup=min(warmup, 5), runs=min(runs, 20))
         result["per_op"] = [o.to_dict() for o in ops]
+        # sum of per-op medians; per-op times are heavy-tailed on a busy machine, so the sum of means and
+        # the traced runs' own median are given beside it
         result["per_op_total_ms"] = sum(o.median_ms for o in ops)
+        result["per_op_mean_total_ms"] = sum(o.mean_ms for o in ops)
+        result["profiled_run_median_ms"] = device.backend.last_profiled_run_ms
     return result

@@ -65,8 +65,11 @@ def _print_table(r: dict) -> None:
                   f"{fp.get('cpu_model') or fp.get('soc') or ''} | fingerprint {fp.get('key')}")
     if "per_op" in r:
         ops = sorted(r["per_op"], key=lambda o: -o["median_ms"])
-        t = Table(title=f"per op ({len(ops)} ops, sum {r['per_op_total_ms']:.3f} ms vs end-to-end "
-                        f"{lat['median']:.3f} ms)")
+        traced = r.get("profiled_run_median_ms")
+        t = Table(title=f"per op ({len(ops)} ops): sum of medians {r['per_op_total_ms']:.3f} ms, sum of means "
+                        f"{r['per_op_mean_total_ms']:.3f} ms"
+                        + (f", traced runs {traced:.3f} ms" if traced else "")
+                        + f"; end-to-end median {lat['median']:.3f} ms")
         t.add_column("op")
         t.add_column("type")
         t.add_column("median ms", justify="right")

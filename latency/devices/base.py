@@ -105,6 +105,9 @@ class Backend(ABC):
         """Time the artifact end to end with hwnas.latency.measure.measure (or, on targets that time
         on-device, parse the target's own figures into a Measurement)."""
 
+    # median end-to-end time of the runs the last profile_ops() traced, where the runtime reports it
+    last_profiled_run_ms: float | None = None
+
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
         raise HwnasError(f"per-op profiling is not available on device {self.device_name!r} "
                          f"(backend {self.name})")

@@ -106,6 +106,8 @@ class OnnxRuntimeBackend(Backend):
             trace_path = sess.end_profiling()
             with open(trace_path) as f:
                 events = json.load(f)
+        runs_ms = [ev["dur"] / 1000.0 for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
+        self.last_profiled_run_ms = float(np.median(runs_ms[-runs:])) if runs_ms else None
         return parse_ort_trace(events, runs)
 
 
