@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.latency.lut.store import LutStore
+from hwnas.latency.lut.store import LutStore, space_id
 
 IDENTITY = {"a": 1.0, "b": 0.0, "c": 0.0}
 
@@ -60,7 +60,7 @@ class LatencyPredictor:
             raise HwnasError(f"the latency table of space {space.name!r} on device {device.name!r} (fingerprint {fp}) "
                              f"lacks {len(missing)} of {len(keys)} ops in {store.path}: run `hwnas lut build --device "
                              f"{device.name} --space {space.name}`{hint}")
-        corr = store.get_correction(used_fp, space.name)
+        corr = store.get_correction(used_fp, space_id(space))
         return cls(space, np.array([values[k] for k in keys]), used_fp, corr)
 
     # -- prediction -----------------------------------------------------------------------------------

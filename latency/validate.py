@@ -8,6 +8,7 @@ which no predictor can beat.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -15,15 +16,20 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.latency.lut.build import DEFAULTS, fit_archs, time_networks
-from hwnas.latency.lut.store import LutStore
+from hwnas.latency.lut.store import LutStore, space_id
 from hwnas.latency.predict import LatencyPredictor
 
 VALIDATION_STREAM = 0xA11D
 
 
 def validation_archs(space, samples: int, seed: int, exclude=()) -> list[tuple]:
+    """`samples` distinct architectures drawn with `seed`, none of them in `exclude` (the fit networks)."""
     rng = np.random.default_rng([int(seed), VALIDATION_STREAM])
     excluded, archs = set(map(tuple, exclude)), []
+    available = math.prod(len(d.choices) for d in space.decisions()) - len(excluded)
+    if samples > available:
+        raise HwnasError(f"space {space.name!r} has only {available} architectures that were not used to fit the "
+                         f"correction; ask for at most that many --samples")
     while len(archs) < samples:
         a = space.sample(rng)
         if a not in excluded:
@@ -53,10 +59,14 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
         device = get_device(device)
     store = store or LutStore(db_path)
     predictor = LatencyPredictor.for_space(space, device, store=store)
-    archs = validation_archs(space, samples, seed, exclude=fit_archs(space, DEFAULTS["fit_networks"]))
+    # never a network the correction was fitted on: those stored with the table, and (for a table imported
+    # without its network timings) the first n_networks of the fit stream, which is where they came from
+    fit = set(store.networks(device.fingerprint_key(), space_id(space), "fit"))
+    fit |= set(fit_archs(space, int(predictor.correction.get("n_networks", 0))))
+    archs = validation_archs(space, samples, seed, exclude=fit)
     time_networks(device, space, archs, store, "validate", rounds=rounds, warmup=warmup, runs=runs,
                   show_progress=show_progress, description="held-out networks")
-    have = store.networks(device.fingerprint_key(), space.name, "validate")
+    have = store.networks(device.fingerprint_key(), space_id(space), "validate")
     per_round = np.array([[have[a][r] for r in range(rounds)] for a in archs])
     measured = per_round.min(axis=1)
     predicted = predictor.predict_batch(archs)

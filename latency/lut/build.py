@@ -15,7 +15,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from hwnas.latency.lut.store import LutStore
+from hwnas.latency.lut.store import LutStore, space_id
 from hwnas.progress import log as _log
 from hwnas.progress import progress
 
@@ -110,7 +110,8 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds
                   artifacts: dict | None = None, executor=None) -> int:
     """Time whole networks of `space` end to end in interleaved rounds; rows keyed by purpose."""
     fp = device.fingerprint_key()
-    have = store.networks(fp, space.name, purpose)
+    sid = space_id(space)
+    have = store.networks(fp, sid, purpose)
     round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
     todo = [(r, a) for r in round_ids for a in archs if r not in have.get(tuple(a), {})]
     artifacts = {} if artifacts is None else artifacts
@@ -123,7 +124,7 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds
             from hwnas.executor import measure_jobs
             jobs = [((r, tuple(a)), repr(tuple(a)), partial(seeded_network, space, tuple(a)), shape) for r, a in todo]
             for (r, a), m in measure_jobs(executor, device, jobs, warmup=warmup, runs=runs, log=_log):
-                measured += store.put_network(fp, space.name, a, purpose, r, m)
+                measured += store.put_network(fp, sid, a, purpose, r, m)
                 bar.advance()
             return measured
         for r, a in todo:
@@ -137,14 +138,14 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds
                     torch.random.set_rng_state(state)
                 artifacts[a] = device.prepare(model, shape)
             m = device.measure(artifacts[a], warmup=warmup, runs=runs)
-            measured += store.put_network(fp, space.name, a, purpose, r, m)
+            measured += store.put_network(fp, sid, a, purpose, r, m)
             bar.advance()
     return measured
 
 
 def network_values(store: LutStore, device, space, archs, purpose: str) -> np.ndarray:
     """Minimum of round medians per network, in the order of `archs`."""
-    have = store.networks(device.fingerprint_key(), space.name, purpose)
+    have = store.networks(device.fingerprint_key(), space_id(space), purpose)
     return np.array([min(have[tuple(a)].values()) for a in archs])
 
 
@@ -185,7 +186,7 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     predictor = LatencyPredictor.for_space(space, device, store=store)
     s, n = predictor.features(archs)
     correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
-    store.put_correction(fp, space.name, correction)
+    store.put_correction(fp, space_id(space), correction)
     loo = ", ".join(f"{k} {v:.2f}%" for k, v in correction["loo_mean_abs_pct"].items())
     log(f"correction ({correction['model']}, chosen by leave-one-out error on {correction['n_networks']} networks: "
         f"{loo}): measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + {correction['c']:.4f} ms")

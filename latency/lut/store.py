@@ -16,6 +16,7 @@ duplicates a row, and a row is committed the moment it is measured.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import sqlite3
@@ -48,6 +49,17 @@ COLUMNS = ("fingerprint", "runtime", "key", "round", "median_ms", "p10_ms", "p90
 def default_db_path() -> Path:
     home = os.environ.get("HWNAS_HOME")
     return (Path(home) if home else Path.home() / ".cache" / "hwnas") / "lut.db"
+
+
+def space_id(space) -> str:
+    """The id under which a space's whole-network timings and fitted correction are stored: its name, input
+    size and a digest of its decisions and op keys. Two configurations of one space name (`--input-size` 160
+    and 224, other width choices, another class count) never share a network timing or a correction; op
+    rows need no such id, their keys already carry every shape."""
+    h = hashlib.sha1(repr([(d.name, tuple(d.choices)) for d in space.decisions()]).encode())
+    for op in space.all_ops():
+        h.update(op.key.encode() + b"\n")
+    return f"{space.name}@{space.input_size}-{h.hexdigest()[:10]}"
 
 
 def _now() -> str:
