@@ -357,6 +357,7 @@ def _label(item) -> str:
 # -- measurements on devices ------------------------------------------------------------------------------
 
 _LOCAL = threading.local()
+_EXPORT_LOCK = threading.Lock()  # torch's ONNX/TFLite exporters keep global state: one export per process at a time
 
 
 def _worker_cache() -> dict:
@@ -377,7 +378,8 @@ def measure_job(entry, warmup: int, runs: int, job) -> dict:
         dev = cache["devices"][dkey] = Device(entry)
     art = cache["artifacts"].get((dkey, cache_key))
     if art is None:
-        art = cache["artifacts"][(dkey, cache_key)] = dev.prepare(make_model(), input_shape)
+        with _EXPORT_LOCK:
+            art = cache["artifacts"][(dkey, cache_key)] = dev.prepare(make_model(), input_shape)
     return dev.measure(art, warmup=warmup, runs=runs).to_dict()
 
 
@@ -415,5 +417,9 @@ def measure_jobs(executor: Executor, device, jobs: list[tuple], *, warmup: int, 
         token_env = getattr(d.entry.options, "token_env", None)
         if token_env and os.environ.get(token_env):
             env[q] = {token_env: os.environ[token_env]}
-    for job, _q, value in route(executor, measure_job, jobs, queues, retries=retries, env=env, log=log):
+    per_queue = {q: 0 for q in queues}
+    for job, q, value in route(executor, measure_job, jobs, queues, retries=retries, env=env, log=log):
+        per_queue[q] += 1
         yield job[0], Measurement.from_dict(value)
+    if log and len(queues) > 1 and jobs:
+        log(f"device pool {device.name!r}: timed " + ", ".join(f"{n} on {q}" for q, n in per_queue.items()))

@@ -5,6 +5,11 @@ import click
 
 from hwnas.commands._common import devices_option, write_json
 
+executor_option = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                               help="Where tasks run: this machine, or a Ray cluster (pip install 'hwnas[ray]').")
+ray_address_option = click.option("--ray-address", default=None,
+                                  help="Ray cluster to join (default: start a local one).")
+
 db_option = click.option("--db", type=click.Path(dir_okay=False), default=None,
                          help="Table database (SQLite; default $HWNAS_HOME/lut.db or ~/.cache/hwnas/lut.db).")
 
@@ -31,16 +36,28 @@ def command():
               help="Whole networks timed to fit the correction.")
 @db_option
 @click.option("--json", "json_out", default=None, help="Write the build report as JSON (file or -).")
+@executor_option
+@ray_address_option
 @devices_option
-def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db, json_out, devices_file):
-    """Time every distinct op of SPACE on DEVICE (resumable: a rerun continues where it stopped)."""
+def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db, json_out, executor, ray_address,
+          devices_file):
+    """Time every distinct op of SPACE on DEVICE (resumable: a rerun continues where it stopped).
+    DEVICE may be a pool of devices from devices.yaml: the ops are split across its members."""
     from dataclasses import asdict
 
+    from hwnas.executor import get_executor
     from hwnas.latency.devices import get_device
     from hwnas.latency.lut import build_lut
     space = _space(space_name, input_size)
-    rep = build_lut(space, get_device(device, devices_file), db, rounds=rounds, runs=runs, warmup=warmup,
-                    fit_networks=fit_networks)
+    dev = get_device(device, devices_file)
+    with get_executor(executor, address=ray_address) as ex:
+        try:
+            rep = build_lut(space, dev, db, rounds=rounds, runs=runs, warmup=warmup, fit_networks=fit_networks,
+                            executor=ex)
+        except KeyboardInterrupt:
+            from hwnas.progress import log
+            log("interrupted: every row timed so far is in the table; run the same command again to continue")
+            raise SystemExit(130) from None
     click.echo(f"{rep.ops} ops x {rounds} rounds: {rep.measured} rows timed now, {rep.skipped} already in the table; "
                f"{rep.networks} network timings for the correction; {rep.seconds:.0f} s", err=json_out == "-")
     if json_out:

@@ -1,0 +1,16 @@
+"""Tiny task functions for tests/test_executor.py, in a module that imports nothing heavy: the spawned
+process-pool workers and Ray workers that unpickle them start in a fraction of a second."""
+import os
+import signal
+
+
+def square(x):
+    return x * x
+
+
+def dies_once(marker):
+    """Kill its own process the first time (a worker crash), return the pid the second time."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
