@@ -1,0 +1,62 @@
+"""hwnas scale: EfficientNet compound scaling (depth alpha^phi, width beta^phi, resolution gamma^phi) with
+phi chosen so that the measured latency meets the target."""
+from __future__ import annotations
+
+import click
+
+from hwnas.commands._common import devices_option
+
+
+def _log(msg: str) -> None:
+    from hwnas.progress import log
+    log(msg)
+
+
+@click.command("scale")
+@click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
+@click.option("--base", default="efficientnet_b0", show_default=True, help="Base network (an EfficientNet).")
+@click.option("--target", required=True, help="Latency target, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--data", default="digits", show_default=True,
+              help="Data for the grid's accuracy: digits (shipped), an ImageFolder directory or an .npz (x, y).")
+@click.option("--resolution", type=click.IntRange(min=16), default=32, show_default=True,
+              help="Base input resolution (gamma^phi scales it).")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Training steps per grid candidate.")
+@click.option("--final-steps", type=click.IntRange(min=0), default=None,
+              help="Training steps of the final scaled network (default --steps; 0: export it untrained).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--grid-step", type=float, default=0.1, show_default=True, help="Grid step of alpha, beta, gamma.")
+@click.option("--tolerance", type=float, default=0.05, show_default=True,
+              help="Relative tolerance on alpha*beta^2*gamma^2 = 2.")
+@click.option("--max-candidates", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Grid candidates trained (an even spread of those meeting the constraint).")
+@click.option("--phi-min", type=float, default=-4.0, show_default=True)
+@click.option("--phi-max", type=float, default=8.0, show_default=True)
+@click.option("--runs", "measure_runs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed runs per latency measurement.")
+@click.option("--out", default=None, help="Run directory (default runs/scale-<base>-<device>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@devices_option
+def command(device, base, target, data, resolution, steps, final_steps, batch_size, lr, grid_step, tolerance,
+            max_candidates, phi_min, phi_max, measure_runs, out, resume, seed, devices_file):
+    """Compound-scale BASE: grid-search alpha, beta, gamma (alpha*beta^2*gamma^2 ~ 2) on the data, then pick
+    the largest phi whose measured latency on DEVICE meets the target."""
+    from hwnas.search.scaling import scale
+
+    out = out or f"runs/scale-{base}-{device}"
+    s = scale(target=target, device=device, base=base, data=data, resolution=resolution, steps=steps,
+              final_steps=final_steps, batch_size=batch_size, lr=lr, grid_step=grid_step, tolerance=tolerance,
+              max_candidates=max_candidates, phi_min=phi_min, phi_max=phi_max, measure_runs=measure_runs,
+              out=out, resume=resume, seed=seed, devices_file=devices_file, log=_log)
+    c = s["chosen"]
+    g = s["grid_best"]
+    click.echo(f"grid best: alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g} "
+               f"(accuracy {g['accuracy']:.4f} at phi = 1, {g['latency_ms_at_phi_1']:.3f} ms)")
+    click.echo(f"chosen phi {c['phi']:g}: depth x{c['depth_coefficient']:.3f}, width x{c['width_coefficient']:.3f}, "
+               f"resolution {c['resolution']} px")
+    within = "meets" if s["meets_target"] else "MISSES"
+    click.echo(f"measured latency {s['measured_latency_ms']:.3f} ms on {s['device']['name']} ({within} the "
+               f"target {s['target_ms']:g} ms); accuracy {s['accuracy']:.4f} after {s['accuracy_steps']} steps")
+    click.echo(f"wrote {out}/summary.json, grid.json, samples.jsonl, phi.jsonl, pareto.json, pareto.png, best.onnx")
