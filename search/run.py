@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -140,7 +141,7 @@ class SearchRun:
     def __init__(self, out, space, predictor, strategy, estimator, reward: Reward, samples: int,
                  device=None, top_k: int = 5, config: dict | None = None, resume: bool = False,
                  measure_runs: int = 50, log: Callable[[str], None] = _quiet, progress=None,
-                 after_sample: Callable[[int], None] | None = None, checkpoint_every: int = 1):
+                 after_sample: Callable[[int], None] | None = None, checkpoint_every: int = 1, executor=None):
         if samples < 1:
             raise HwnasError(f"the number of samples must be at least 1, got {samples}")
         if top_k < 1:
@@ -157,6 +158,7 @@ class SearchRun:
         self.after_sample = after_sample
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.replay_mismatches = 0
+        self.executor = executor  # hwnas.executor: accuracy estimates of a batch run there in parallel
 
     # -- set-up -------------------------------------------------------------------------------------
     def check_target(self) -> None:
@@ -209,8 +211,8 @@ class SearchRun:
         atomic_write_bytes(self.out / CKPT, buf.getvalue())
 
     # -- the loop -----------------------------------------------------------------------------------
-    def evaluate(self, arch) -> dict:
-        acc = float(self.estimator.estimate(arch))
+    def evaluate(self, arch, acc: float | None = None) -> dict:
+        acc = float(self.estimator.estimate(arch)) if acc is None else acc
         lat = float(self.predictor.predict(arch))
         return {"arch": list(arch), "describe": self.space.describe(arch), "accuracy": acc,
                 "latency_ms": lat, "reward": self.reward(acc, lat)}
@@ -222,20 +224,51 @@ class SearchRun:
         samples_path = self.out / SAMPLES
         ctx = (self.progress(self.samples, len(records)) if self.progress and len(records) < self.samples
                else contextlib.nullcontext(None))
+        batch = self.executor.capacity if self.executor is not None else 1
         with ctx as bar:
-            for i in range(len(records), self.samples):
-                arch = tuple(self.space.validate(self.strategy.ask()))
-                rec = {"i": i, **self.evaluate(arch)}
-                append_line(samples_path, rec)
-                records.append(rec)
-                self.strategy.tell(arch, rec["reward"])
-                if (i + 1) % self.checkpoint_every == 0 or i + 1 == self.samples:
-                    self._checkpoint(i + 1)
-                if bar is not None:
-                    bar.advance(1, description=f"search: best reward {max(r['reward'] for r in records):.4f}")
-                if self.after_sample:
-                    self.after_sample(i)
+            i = len(records)
+            while i < self.samples:
+                # With an executor of capacity k: ask k architectures, estimate them in parallel, then
+                # record and tell them in order (samples.jsonl stays in order, each sample once).
+                archs = [tuple(self.space.validate(self.strategy.ask())) for _ in range(min(batch, self.samples - i))]
+                accs = self._estimate_batch(archs) if len(archs) > 1 else [None]
+                for arch, acc in zip(archs, accs):
+                    self._record(i, arch, acc, records, samples_path, bar)
+                    i += 1
         return self.finish(records)
+
+    def _estimate_batch(self, archs: list[tuple]) -> list[float]:
+        """Estimates of `archs` computed as free tasks of the executor; the estimator's cache (if any) is
+        consulted first and filled here, in this process."""
+        from hwnas.executor import map_tasks
+        cache = getattr(self.estimator, "values", None)
+        inner = getattr(self.estimator, "estimator", self.estimator)
+        todo = sorted({a for a in archs if cache is None or a not in cache})
+        values = {}
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.executor.capacity))
+        for j, v in map_tasks(self.executor, partial(_estimate, inner, threads), todo, log=self.log):
+            values[todo[j]] = v
+        if cache is None:
+            return [values[a] for a in archs]
+        cached = self.estimator
+        cached.estimator = _Known(values, inner)  # the cache records each computed value once, as usual
+        try:
+            return [float(cached.estimate(a)) for a in archs]
+        finally:
+            cached.estimator = inner
+
+    def _record(self, i, arch, acc, records, samples_path, bar) -> None:
+        """Sample i: append it to samples.jsonl, tell the strategy, checkpoint."""
+        rec = {"i": i, **self.evaluate(arch, acc)}
+        append_line(samples_path, rec)
+        records.append(rec)
+        self.strategy.tell(arch, rec["reward"])
+        if (i + 1) % self.checkpoint_every == 0 or i + 1 == self.samples:
+            self._checkpoint(i + 1)
+        if bar is not None:
+            bar.advance(1, description=f"search: best reward {max(r['reward'] for r in records):.4f}")
+        if self.after_sample:
+            self.after_sample(i)
 
     # -- results ------------------------------------------------------------------------------------
     def finish(self, records: list[dict]) -> SearchResult:
@@ -384,6 +417,24 @@ def _lut_builder():
     return build
 
 
+def _estimate(estimator, threads: int, arch) -> float:
+    """A free task: one accuracy estimate (runs in a worker of the executor)."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return float(estimator.estimate(arch))
+
+
+class _Known:
+    """Stands in for an estimator whose values were just computed elsewhere."""
+
+    def __init__(self, values: dict, fallback):
+        self.values, self.fallback = values, fallback
+
+    def estimate(self, arch):
+        arch = tuple(arch)
+        return self.values[arch] if arch in self.values else self.fallback.estimate(arch)
+
+
 def _progress_factory(description: str):
     from hwnas.progress import progress
     return lambda total, done: progress(total, description, completed=done)
@@ -395,9 +446,12 @@ def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str
            estimator_options: dict | None = None, strategy_options: dict | None = None,
            out: str | os.PathLike = "runs/search", resume: bool = False, seed: int = 0, top_k: int = 5,
            db: str | os.PathLike | None = None, devices_file=None, measure_runs: int = 50,
-           build_lut: bool = True, log: Callable[[str], None] = _quiet, show_progress: bool = True) -> SearchResult:
+           build_lut: bool = True, log: Callable[[str], None] = _quiet, show_progress: bool = True,
+           executor=None, ray_address: str | None = None) -> SearchResult:
     """Platform-aware search by names, as `hwnas search` does. `target` is "20ms"/"0.02s"/20.0 (ms).
-    Reward: soft with exponent `w` (default -0.07), `hard=True` (alpha=0, beta=-1), or explicit alpha/beta."""
+    Reward: soft with exponent `w` (default -0.07), `hard=True` (alpha=0, beta=-1), or explicit alpha/beta.
+    `executor`: None (this process), "local", "ray" (with `ray_address`) or an hwnas.executor.Executor: the
+    accuracy estimates of each batch of samples run there in parallel."""
     from hwnas.search.estimators import CachedEstimator, estimator_class, get_estimator
     from hwnas.search.strategies import get_strategy, strategy_class
     from hwnas.units import parse_latency_ms
@@ -431,10 +485,20 @@ def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str
     est = get_estimator(estimator, space_obj, data=data, seed=seed, **est_opts)
     cached = CachedEstimator(est, out / CACHE)
     strat = get_strategy(strategy, space_obj, seed=seed, **strat_opts)
-    run = SearchRun(out, space_obj, predictor, strat, cached, reward, samples, device=dev, top_k=top_k,
-                    config=config, resume=resume, measure_runs=measure_runs, log=log,
-                    progress=_progress_factory(f"search {strategy}") if show_progress else None)
-    log(f"search: space {space}, device {device}, target {target_ms:g} ms ({reward.mode} reward, "
-        f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {strategy}, {samples} samples, "
-        f"estimator {estimator} -> {out}")
-    return run.run()
+    owned = isinstance(executor, str)
+    if owned:
+        from hwnas.executor import get_executor
+        executor = get_executor(executor, address=ray_address)
+    try:
+        run = SearchRun(out, space_obj, predictor, strat, cached, reward, samples, device=dev, top_k=top_k,
+                        config=config, resume=resume, measure_runs=measure_runs, log=log,
+                        progress=_progress_factory(f"search {strategy}") if show_progress else None,
+                        executor=executor)
+        log(f"search: space {space}, device {device}, target {target_ms:g} ms ({reward.mode} reward, "
+            f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {strategy}, {samples} samples, "
+            f"estimator {estimator} -> {out}"
+            + (f", estimates on {executor.name} ({executor.capacity} at a time)" if executor is not None else ""))
+        return run.run()
+    finally:
+        if owned:
+            executor.close()

@@ -159,3 +159,25 @@ def test_a_killed_ray_worker_loses_and_duplicates_no_row(ray_executor, tmp_path,
     assert again.measured == 0 and again.skipped == len(expected)
     if "its worker died" not in capfd.readouterr().err:
         pytest.skip("the worker died between two tasks: nothing was in flight to retry (rows still exact)")
+
+
+@pytest.mark.slow
+def test_search_estimates_on_ray_are_the_in_process_ones(ray_executor, tmp_path):
+    from hwnas.search.estimators import CachedEstimator, get_estimator
+    from hwnas.search.reward import Reward
+    from hwnas.search.run import SearchRun, read_samples
+    from hwnas.search.strategies import get_strategy
+    from tests.search.toy_space import ToyPredictor, ToySpace
+
+    space = ToySpace()
+    make = lambda: get_estimator("naswot", space, seed=0, calibration=6, batch_size=8)  # noqa: E731
+    est = CachedEstimator(make(), tmp_path / "cache.jsonl")
+    run = SearchRun(tmp_path, space, ToyPredictor(space), get_strategy("random", space, seed=0), est,
+                    Reward.hard(4.0), samples=6, top_k=2, config={"space": "toy"}, executor=ray_executor)
+    run.run()
+    recs = read_samples(tmp_path / "samples.jsonl")
+    assert [r["i"] for r in recs] == list(range(6))                    # in order, each sample once
+    local = make()
+    for r in recs:
+        assert r["accuracy"] == pytest.approx(local.estimate(tuple(r["arch"])), rel=1e-5)
+    assert est.misses == len({tuple(r["arch"]) for r in recs})         # the cache holds each estimate once

@@ -38,9 +38,13 @@ def _log(msg: str) -> None:
               help="Best architectures re-measured on the device at the end.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None, help="Latency table database (SQLite).")
 @click.option("--no-build", is_flag=True, help="Fail instead of building a missing latency table.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where accuracy estimates run: this process, or a Ray cluster in parallel batches "
+                   "(pip install 'hwnas[ray]').")
+@click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
 @devices_option
 def command(device, space, target, w, hard, alpha, beta, strategy, samples, data, estimator, train_steps, out,
-            resume, seed, top_k, db, no_build, devices_file):
+            resume, seed, top_k, db, no_build, executor, ray_address, devices_file):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
     from hwnas.errors import HwnasError
@@ -55,7 +59,8 @@ def command(device, space, target, w, hard, alpha, beta, strategy, samples, data
     res = search(target=target, device=device, space=space, strategy=strategy, samples=samples, w=w,
                  hard=hard, alpha=alpha, beta=beta, data=data,
                  estimator=estimator, estimator_options=est_opts, out=out, resume=resume, seed=seed,
-                 top_k=top_k, db=db, devices_file=devices_file, build_lut=not no_build, log=_log)
+                 top_k=top_k, db=db, devices_file=devices_file, build_lut=not no_build, log=_log,
+                 executor=None if executor == "local" and not ray_address else executor, ray_address=ray_address)
     _report(res)
 
 
