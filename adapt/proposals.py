@@ -8,10 +8,7 @@ A worker that dies (segfault, OOM kill) surfaces as an HwnasError naming the pro
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-import multiprocessing as mp
 
 from hwnas.errors import HwnasError
 
@@ -101,38 +98,33 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
 
 
 class ProposalPool:
-    """Runs `fn(proposal)` for a batch of proposals: in-process for workers=1, else in a spawned pool."""
+    """Runs `fn(proposal)` for a batch of proposals: in-process for workers=1, else as free tasks of an
+    executor (hwnas.executor: a spawned local process pool of `workers`, or the one given, e.g. Ray).
+    A worker that dies is retried `retries` times, then is an HwnasError naming the proposal."""
 
-    def __init__(self, workers: int = 1, fn=evaluate_proposal):
+    def __init__(self, workers: int = 1, fn=evaluate_proposal, executor=None, retries: int = 1):
         if workers < 1:
             raise HwnasError(f"--workers must be >= 1, got {workers}")
-        self.workers, self.fn = workers, fn
-        self._pool: ProcessPoolExecutor | None = None
+        self.workers, self.fn, self.retries = workers, fn, retries
+        self._given = executor
+        self._own = None
 
     def map(self, proposals: list[Proposal]) -> list[ProposalResult]:
-        if self.workers == 1 or len(proposals) <= 1:
+        from hwnas.executor import LocalExecutor, map_tasks
+        if self._given is None and (self.workers == 1 or len(proposals) <= 1):
             return [self.fn(p) for p in proposals]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        futures = {}
+        if self._given is None and self._own is None:
+            self._own = LocalExecutor(self.workers)
+        ex = self._given or self._own
         for p in proposals:
-            p.threads = max(1, (os.cpu_count() or 1) // self.workers)
-            futures[self._pool.submit(self.fn, p)] = p
-        results = {}
-        try:
-            for fut in as_completed(futures):
-                results[futures[fut].group] = fut.result()
-        except BrokenProcessPool:
-            self.close(broken=True)
-            pending = [p.group for f, p in futures.items() if p.group not in results]
-            raise HwnasError(f"a proposal worker crashed (died without a result) while evaluating "
-                             f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''}") from None
-        return [results[p.group] for p in proposals]
+            p.threads = max(1, (os.cpu_count() or 1) // max(1, ex.capacity))
+        results = dict(map_tasks(ex, self.fn, proposals, retries=self.retries, label=lambda p: p.group))
+        return [results[i] for i in range(len(proposals))]
 
     def close(self, broken: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=not broken, cancel_futures=True)
-            self._pool = None
+        if self._own is not None:
+            self._own.close(cancel=broken)
+            self._own = None
 
     def __enter__(self):
         return self

@@ -256,7 +256,8 @@ def get_executor(name: str = "local", *, address: str | None = None, workers: in
 # -- running many tasks ---------------------------------------------------------------------------------
 
 def map_tasks(executor: Executor, fn: Callable, items: Iterable, *, retries: int = 2,
-              log: Callable[[str], None] | None = None) -> Iterator[tuple[int, Any]]:
+              log: Callable[[str], None] | None = None,
+              label: Callable[[Any], str] | None = None) -> Iterator[tuple[int, Any]]:
     """fn(item) for every item as free tasks; yields (index, result) as they finish (any order). A task
     whose worker died is resubmitted, at most `retries` times; other errors propagate at once."""
     items = list(items)
@@ -274,10 +275,12 @@ def map_tasks(executor: Executor, fn: Callable, items: Iterable, *, retries: int
                     value = t.result()
                 except TaskLost as e:
                     attempts[i] += 1
+                    what = label(items[i]) if label else f"task {i}"
                     if attempts[i] > retries:
-                        raise HwnasError(f"task {i} lost its worker {attempts[i]} times; giving up ({e})") from None
+                        raise HwnasError(f"a worker crashed (died without a result) {attempts[i]} times while "
+                                         f"evaluating {what}; giving up ({e})") from None
                     if log:
-                        log(f"worker lost on task {i} ({e}); retrying ({attempts[i]}/{retries})")
+                        log(f"worker lost on {what} ({e}); retrying ({attempts[i]}/{retries})")
                     todo.appendleft(i)
                     continue
                 yield i, value
