@@ -1,0 +1,108 @@
+"""Compound scaling: the grid's constraint, the phi search, and a tiny end-to-end run on cpu + digits."""
+import json
+import math
+
+import pytest
+
+from hwnas.errors import HwnasError
+from hwnas.search.scaling import CompoundScaling, Scaled, compound_grid, find_phi
+
+
+def test_grid_meets_the_flops_constraint():
+    grid = compound_grid(step=0.1, tolerance=0.05)
+    assert len(grid) > 3
+    for a, b, g in grid:
+        assert min(a, b, g) >= 1.0
+        assert abs(a * b * b * g * g / 2.0 - 1.0) <= 0.05 + 1e-9
+    assert (2.0, 1.0, 1.0) in grid  # depth alone doubles the FLOPs
+    few = compound_grid(step=0.1, tolerance=0.05, max_candidates=3)
+    assert len(few) == 3 and few[0] == grid[0] and few[-1] == grid[-1]
+
+
+def test_grid_with_nothing_in_tolerance_is_a_clear_error():
+    with pytest.raises(HwnasError, match="no \\(alpha, beta, gamma\\)"):
+        compound_grid(step=0.7, tolerance=0.0)
+
+
+def test_scaled_coefficients():
+    s = Scaled(1.2, 1.1, 1.15, 2.0, 32)
+    assert s.depth == pytest.approx(1.44) and s.width == pytest.approx(1.21)
+    assert s.resolution == round(32 * 1.15 ** 2)
+    assert Scaled(1.2, 1.1, 1.15, -10.0, 32).resolution == 16  # floor
+
+
+def test_phi_search_upwards_finds_the_largest_phi_within_target():
+    calls = []
+
+    def lat(phi):
+        calls.append(phi)
+        return 5.0 * 2.0 ** phi
+
+    phi, probes = find_phi(lat, 20.0, bisect_steps=4)
+    assert phi == pytest.approx(2.0)  # 5 * 2^2 = 20 meets it exactly; 3 does not
+    assert all(probes[p] <= 20.0 for p in probes if p <= phi)
+    assert len(calls) == len(set(calls))  # no phi measured twice
+
+
+def test_phi_search_downwards_and_bisection():
+    true = math.log2(3.0 / 5.0)  # 5 * 2^phi = 3
+    phi, probes = find_phi(lambda p: 5.0 * 2.0 ** p, 3.0, bisect_steps=6)
+    assert phi <= true and phi > true - 1.0 / 2 ** 6 - 1e-9
+    assert probes[round(phi, 4)] <= 3.0
+
+
+def test_phi_search_unreachable_target():
+    with pytest.raises(HwnasError, match="unreachable"):
+        find_phi(lambda p: 100.0, 1.0, phi_min=-2)
+
+
+def test_non_efficientnet_base_is_refused():
+    with pytest.raises(HwnasError, match="cannot be compound-scaled"):
+        CompoundScaling("/tmp/unused", None, base="mobilenet_v2")
+
+
+@pytest.mark.slow
+def test_scale_end_to_end_and_resume(tmp_path):
+    from hwnas.latency.devices import get_device
+    dev = get_device("cpu")
+    grid = [(2.0, 1.0, 1.0), (1.0, 1.0, 1.4)]
+    kw = dict(base="efficientnet_b0", target_ms=1000.0, resolution=16, steps=2, final_steps=1, batch_size=16,
+              grid=grid, phi_min=-1.0, phi_max=1.0, bisect_steps=1, measure_runs=3)
+    out = tmp_path / "run"
+    r1 = CompoundScaling(out, dev, **kw)
+    summary = r1.run()
+    assert r1.trained == 3  # two grid points and the final network
+    for name in ("config.json", "samples.jsonl", "phi.jsonl", "grid.json", "pareto.json", "pareto.png",
+                 "summary.json", "best.onnx"):
+        assert (out / name).exists(), name
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["arch"] for r in rows] == [list(g) for g in grid]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["latency_ms"] > 0 for r in rows)
+    c = summary["chosen"]
+    assert c["phi"] == 1.0  # a 1 s target: the largest phi allowed
+    assert summary["measured_latency_ms"] > 0 and summary["meets_target"]
+    assert (c["alpha"], c["beta"], c["gamma"]) in grid
+
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(out / "best.onnx"))
+    assert list(sess.get_inputs()[0].shape)[-1] == c["resolution"]
+
+    # without --resume the directory is refused; with it, nothing of the grid is trained again
+    with pytest.raises(HwnasError, match="--resume"):
+        CompoundScaling(out, dev, **kw).run()
+    r2 = CompoundScaling(out, dev, resume=True, **kw)
+    again = r2.run()
+    assert r2.trained == 1  # the final network only
+    assert again["chosen"] == summary["chosen"]
+    with pytest.raises(HwnasError, match="settings changed"):
+        CompoundScaling(out, dev, resume=True, **{**kw, "steps": 3}).run()
+
+
+def test_cli_bad_target_is_one_line_error(tmp_path):
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "hwnas", "scale", "--target", "fast", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "Error:" in res.stderr + res.stdout and "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()
