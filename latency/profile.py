@@ -21,7 +21,9 @@ def with_threads(device: Device, threads: int | None) -> Device:
 
 def profile(device: Device | str, model, input_shape=None, *, warmup: int = 10, runs: int = 50,
             adaptive: bool = False, per_op: bool = False, threads: int | None = None,
-            devices_file=None) -> dict:
+            devices_file=None, log=None) -> dict:
+    """Measure `model` (zoo name, torch module or model file) on `device`; `log`, if given, is told what is
+    being timed once the model is ready (so bad input fails before anything is printed)."""
     if isinstance(device, str):
         device = get_device(device, devices_file)
     device = with_threads(device, threads)
@@ -29,6 +31,8 @@ def profile(device: Device | str, model, input_shape=None, *, warmup: int = 10, 
         raise HwnasError("--warmup must be >= 0 and --runs >= 1")
     device.check()
     artifact = device.prepare(model, input_shape)
+    if log is not None:
+        log(f"profiling {artifact.name} on {device.name} ({warmup} warm-up, {'adaptive' if adaptive else runs} runs)")
     m = device.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive)
     result = {
         "model": artifact.name,

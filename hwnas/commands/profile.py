@@ -1,6 +1,8 @@
 """hwnas profile: time a zoo model or a model file on a device."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from hwnas.commands._common import devices_option, write_json
@@ -25,21 +27,21 @@ from hwnas.commands._common import devices_option, write_json
 def command(device, model, input_size, batch, input_shape, warmup, runs, adaptive, threads, per_op, json_out,
             devices_file):
     """Time MODEL on DEVICE with the measurement protocol (warm-up, repeats, median headline)."""
-    from hwnas.latency.artifacts import SUFFIXES, model_input_shape
+    from hwnas.latency.artifacts import model_input_shape
+    from hwnas.latency.devices import get_device
     from hwnas.latency.profile import profile
     from hwnas.progress import log
 
-    is_file = any(model.lower().endswith(s) for s in SUFFIXES) or "/" in model
+    dev = get_device(device, devices_file)  # an unknown device or a bad devices file fails before any work
+    is_file = "/" in model or os.path.splitext(model)[1] != "" or os.path.exists(model)  # zoo names have no dot
     if is_file:
         shape = input_shape
     else:
         from hwnas.models import get_info
         get_info(model)  # unknown names fail here, before any work
         shape = model_input_shape(model, input_size, batch)
-    if json_out != "-":
-        log(f"profiling {model} on {device} ({warmup} warm-up, {'adaptive' if adaptive else runs} runs)")
-    result = profile(device, model, shape, warmup=warmup, runs=runs, adaptive=adaptive, per_op=per_op,
-                     threads=threads, devices_file=devices_file)
+    result = profile(dev, model, shape, warmup=warmup, runs=runs, adaptive=adaptive, per_op=per_op, threads=threads,
+                     log=log if json_out != "-" else None)
     if json_out:
         write_json(json_out, result)
     if json_out != "-":
