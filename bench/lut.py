@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def main():
     print(f"predictor: {rate:,.0f} architectures/s (goal >= 100,000/s); fastest network by the table "
           f"{pred.min_latency():.3f} ms")
 
-    v = validate(space, dev, args.db, samples=args.samples, seed=args.seed, png=f"bench-lut-{args.space}.png")
+    png = Path(args.db).with_name(f"{Path(args.db).stem}-{args.space}.png")  # next to the table, not in the cwd
+    v = validate(space, dev, args.db, samples=args.samples, seed=args.seed, png=png)
     print(f"\nvalidation: {v['predictor']['n']} held-out networks (seed {args.seed}), statistic: {v['statistic']} "
           f"of {v['rounds']} interleaved rounds")
     print(f"{'':<14}{'±5%':>8}{'±10%':>8}{'RMSE ms':>10}{'mean|err|%':>12}{'max|err|%':>11}{'Spearman':>10}")
