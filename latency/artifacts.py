@@ -127,13 +127,18 @@ def model_input_shape(name: str, input_size: int | None = None, batch: int = 1) 
     return (batch, 3, size, size)
 
 
+def is_model_file(text: str) -> bool:
+    """A path rather than a zoo name: zoo names have no extension and no directory part."""
+    return Path(text).suffix != "" or os.sep in text or "/" in text or Path(text).exists()
+
+
 def prepare_artifact(model: Any, fmt: str, input_shape=None, device_name: str = "") -> Artifact:
     """A torch module (+ input_shape), a zoo model name (input_shape optional: paper size), or a file path."""
     if isinstance(model, Artifact):
         return model
     if isinstance(model, (str, os.PathLike)):
         text = str(model)
-        if Path(text).suffix.lower() in SUFFIXES or os.sep in text or Path(text).exists():
+        if is_model_file(text):
             return artifact_from_file(text, fmt, input_shape, device_name)
         from hwnas.models import create
         if isinstance(input_shape, int):

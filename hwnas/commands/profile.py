@@ -1,8 +1,6 @@
 """hwnas profile: time a zoo model or a model file on a device."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from hwnas.commands._common import devices_option, write_json
@@ -27,13 +25,13 @@ from hwnas.commands._common import devices_option, write_json
 def command(device, model, input_size, batch, input_shape, warmup, runs, adaptive, threads, per_op, json_out,
             devices_file):
     """Time MODEL on DEVICE with the measurement protocol (warm-up, repeats, median headline)."""
-    from hwnas.latency.artifacts import model_input_shape
+    from hwnas.latency.artifacts import is_model_file, model_input_shape
     from hwnas.latency.devices import get_device
     from hwnas.latency.profile import profile
     from hwnas.progress import log
 
     dev = get_device(device, devices_file)  # an unknown device or a bad devices file fails before any work
-    is_file = "/" in model or os.path.splitext(model)[1] != "" or os.path.exists(model)  # zoo names have no dot
+    is_file = is_model_file(model)
     if is_file:
         shape = input_shape
     else:
