@@ -14,6 +14,7 @@ from hwnas.search.estimators.base import (CachedEstimator, Estimator, estimator_
                                           list_estimators, register_estimator)
 from hwnas.search.estimators import short_train as _short_train  # noqa: F401
 from hwnas.search.estimators import proxies as _proxies  # noqa: F401
+from hwnas.search.estimators import supernet as _supernet  # noqa: F401
 
 __all__ = ["CachedEstimator", "Estimator", "estimator_class", "get_estimator", "list_estimators",
            "register_estimator"]
