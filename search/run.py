@@ -301,6 +301,7 @@ class SearchRun:
             "pareto_size": len(front), "hypervolume": pareto["hypervolume"],
             "min_latency_ms_by_table": float(self.predictor.min_latency()),
             "replay_mismatches": self.replay_mismatches, "strategy_info": self.strategy.info(),
+            "estimator_info": getattr(getattr(self.estimator, "estimator", self.estimator), "info", dict)(),
         }
         if self.device is not None:
             summary["device"] = {"name": self.device.name, "fingerprint": self.device.fingerprint()}
