@@ -103,7 +103,8 @@ class NFResNet(nn.Module):
 # The paper tabulates accuracy only; NF-ResNet-50 keeps ResNet-50's layers (stride on the 3x3 conv), so
 # the figures are those of that ResNet-50 (torchvision v1.5: 25.6M params, 4.09 GFLOPS = MACs). Each
 # conv's gain and bias replace BN's two affine vectors one for one; the 16 skip gains add 16 scalars.
+# tp-unsupported: Torch-Pruning prunes a conv's weight but not its standardisation gain.
 @register_model("nf_resnet50", input_size=224, paper_params=25.6e6, paper_macs=4.09e9, family="nfnet",
-                tags=("params-from-ref", "macs-from-ref"))
+                tags=("params-from-ref", "macs-from-ref", "tp-unsupported"))
 def nf_resnet50(num_classes: int = 1000, **kw):
     return NFResNet((3, 4, 6, 3), num_classes=num_classes, **kw)

@@ -43,6 +43,8 @@ class Bottle2neck(nn.Module):
 
 
 # Paper, Table 2 (ImageNet): Res2Net-50 (26w x 4s) 25.70M parameters, 4.2 GFLOPs (multiply-adds).
-@register_model("res2net50", input_size=224, paper_params=25.7e6, paper_macs=4.2e9, family="res2net")
+# tp-unsupported: Torch-Pruning cannot follow the fixed-width torch.split of the scale groups.
+@register_model("res2net50", input_size=224, paper_params=25.7e6, paper_macs=4.2e9, family="res2net",
+                tags=("tp-unsupported",))
 def res2net50(num_classes: int = 1000, **kw):
     return ResNet(Bottle2neck, (3, 4, 6, 3), num_classes=num_classes, **kw)
