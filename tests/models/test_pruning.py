@@ -4,15 +4,14 @@ import pytest
 import torch
 
 import hwnas.models as zoo
+from tests.models.zoo_sizes import HEAVY, is_detector, small_size
 
 tp = pytest.importorskip("torch_pruning")
 
-HEAVY = {"alexnet", "vgg16"}  # pruned at 224 (their classifiers need 6x6 / 7x7 maps): slow
 
 
 def _prune(name, ratio=0.25):
-    size = min(64, zoo.get_info(name).input_size)
-    size = 224 if name in ("alexnet", "vgg16") else size
+    size = small_size(name)
     torch.manual_seed(0)
     model = zoo.create(name, num_classes=10).eval()
     x = torch.randn(1, 3, size, size)
@@ -28,7 +27,7 @@ def _prune(name, ratio=0.25):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in zoo.list_models()])
+                                  for n in zoo.list_models() if not is_detector(n)])
 def test_torch_pruning_prunes_the_network(name):
     if "tp-unsupported" in zoo.get_info(name).tags:
         with pytest.raises(Exception):  # noqa: B017 - the tag must stay honest: it really fails
