@@ -17,29 +17,13 @@ import os
 import torch.nn as nn
 
 from hwnas.adapt.groups import ConvChange
-from hwnas.latency.lut.layers import conv_key
+from hwnas.latency.lut.layers import conv_input_sizes, conv_key
 from hwnas.latency.lut.store import LutStore
 
 
 def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
     """{conv name: (H, W) of its input} from one forward pass."""
-    import torch
-    sizes: dict[str, tuple[int, int]] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, name=name: sizes.__setitem__(name, tuple(inp[0].shape[-2:]))))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(*input_shape))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
-    return sizes
+    return conv_input_sizes(model, input_shape)
 
 
 class LayerCosts:

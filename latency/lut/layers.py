@@ -46,12 +46,12 @@ class _ConvOp:  # an OpSpec-like record for time_ops
         return nn.Conv2d(cin, cout, k, s, p, d, groups=cin if dw else 1, bias=False).eval()
 
 
-def conv_layers(model: nn.Module, input_shape) -> dict[str, dict]:
-    """{conv name: its geometry} for every Conv2d of `model`, input sizes from one forward pass."""
+def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
+    """{conv name: (H, W) of its input} for every Conv2d of `model`, from one forward pass."""
     sizes, hooks = {}, []
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    for n, m in convs.items():
-        hooks.append(m.register_forward_hook(lambda mod, i, o, n=n: sizes.__setitem__(n, tuple(i[0].shape[-2:]))))
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(lambda mod, i, o, n=n: sizes.__setitem__(n, tuple(i[0].shape[-2:]))))
     was = model.training
     model.eval()
     try:
@@ -61,6 +61,13 @@ def conv_layers(model: nn.Module, input_shape) -> dict[str, dict]:
         model.train(was)
         for h in hooks:
             h.remove()
+    return sizes
+
+
+def conv_layers(model: nn.Module, input_shape) -> dict[str, dict]:
+    """{conv name: its geometry} for every Conv2d of `model`, input sizes from one forward pass."""
+    sizes = conv_input_sizes(model, input_shape)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     out = {}
     for n, m in convs.items():
         dw = m.groups > 1 and m.groups == m.in_channels
