@@ -4,11 +4,7 @@ from __future__ import annotations
 import click
 
 from hwnas.commands._common import devices_option
-
-
-def _log(msg: str) -> None:
-    from hwnas.progress import log
-    log(msg)
+from hwnas.progress import log as _log
 
 
 @click.command("search")
