@@ -46,7 +46,7 @@ def run_demo(device: str = "cpu", out: str = "runs/demo", steps: int = 300, devi
     console.rule(f"3. train on digits ({steps} steps), export to ONNX, re-measure")
     seed_everything(0)
     split = load_dataset("digits", image_size=32)
-    train_loader, val_loader = make_loaders(split, batch_size=32, seed=0)
+    train_loader, val_loader = make_loaders(split, batch_size=64, seed=0)
     model = zoo.create("mobilenet_v2", num_classes=split.num_classes, width_mult=0.35)
     before = evaluate(model, val_loader)
     res = train(model, train_loader, steps=steps, lr=0.05, threads=1)

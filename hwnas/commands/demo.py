@@ -9,7 +9,7 @@ from hwnas.commands._common import devices_option
 @click.command("demo")
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--out", default="runs/demo", show_default=True, help="Where the demo writes its files.")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="Training steps on digits.")
 @devices_option
 def command(device, out, steps, devices_file):
