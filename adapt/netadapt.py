@@ -36,6 +36,8 @@ class AdaptConfig:
     long_epochs: int = 2
     pretrain_steps: int = 300
     workers: int = 1
+    executor: str = "local"         # where proposals run: local (process pool of `workers`) or ray
+    ray_address: str | None = None
     initial_fraction: float = 0.1   # the paper-like value is 0.025; larger steps finish sooner here
     decay: float = 0.96
     unit: int = 8
@@ -278,7 +280,12 @@ class NetAdapt:
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
         costs = LayerCosts(device, load_model(self.out / "checkpoints" / "iter_000.pt"), shape, db=cfg.layer_db)
-        pool = ProposalPool(cfg.workers, **({"fn": self.pool_fn} if self.pool_fn else {}))
+        executor = None
+        if cfg.executor != "local" or cfg.ray_address:
+            from hwnas.executor import get_executor
+            executor = get_executor(cfg.executor, address=cfg.ray_address)
+            _log(f"proposals run on {executor.name} ({executor.capacity} at a time)")
+        pool = ProposalPool(cfg.workers, executor=executor, **({"fn": self.pool_fn} if self.pool_fn else {}))
         try:
             while state["phase"] != "done":
                 if state["phase"] == "iterate":
@@ -294,6 +301,8 @@ class NetAdapt:
         finally:
             pool.close()
             costs.close()
+            if executor is not None:
+                executor.close()
         return self._finish(state, device, shape)
 
     def _long_term(self, state, device, shape) -> dict:

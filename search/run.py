@@ -159,6 +159,9 @@ class SearchRun:
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.replay_mismatches = 0
         self.executor = executor  # hwnas.executor: accuracy estimates of a batch run there in parallel
+        bind = getattr(strategy, "bind", None)
+        if bind is not None:  # strategies that rank candidates by predicted reward (progressive)
+            bind(latency=predictor, reward=reward)
 
     # -- set-up -------------------------------------------------------------------------------------
     def check_target(self) -> None:
@@ -198,7 +201,8 @@ class SearchRun:
             arch = self.strategy.ask()
             if tuple(arch) != tuple(rec["arch"]):
                 self.replay_mismatches += 1
-            self.strategy.tell(tuple(rec["arch"]), rec["reward"])
+            self.strategy.tell(tuple(rec["arch"]), rec["reward"], accuracy=rec.get("accuracy"),
+                               latency_ms=rec.get("latency_ms"))
         if records:
             self.log(f"resumed {self.out}: {len(records)} samples recorded "
                      f"({len(records) - start} replayed after the checkpoint)")
@@ -262,7 +266,7 @@ class SearchRun:
         rec = {"i": i, **self.evaluate(arch, acc)}
         append_line(samples_path, rec)
         records.append(rec)
-        self.strategy.tell(arch, rec["reward"])
+        self.strategy.tell(arch, rec["reward"], accuracy=rec["accuracy"], latency_ms=rec["latency_ms"])
         if (i + 1) % self.checkpoint_every == 0 or i + 1 == self.samples:
             self._checkpoint(i + 1)
         if bar is not None:
@@ -473,19 +477,20 @@ def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str
     from hwnas.latency.devices import get_device
     from hwnas.search.spaces import get_space
     space_obj = get_space(space)
-    dev = get_device(device, devices_file)
-    dev.check()
-    predictor = load_predictor(space_obj, dev, db, build_missing=build_lut, log=log)
     out = Path(out)
     est_opts = dict(estimator_options or {})
     strat_opts = dict(strategy_options or {})
+    # strategy and estimator first: a wrong option or a space they cannot serve fails before the table is built
+    strat = get_strategy(strategy, space_obj, seed=seed, **strat_opts)
+    est = get_estimator(estimator, space_obj, data=data, seed=seed, **est_opts)
+    dev = get_device(device, devices_file)
+    dev.check()
+    predictor = load_predictor(space_obj, dev, db, build_missing=build_lut, log=log)
     config = {"device": device, "fingerprint": dev.fingerprint_key(), "space": space, "target_ms": target_ms,
               "reward": reward.to_dict(), "strategy": strategy, "strategy_options": strat_opts,
               "estimator": estimator, "estimator_options": est_opts, "data": data, "seed": seed,
               "samples": samples, "top_k": top_k}
-    est = get_estimator(estimator, space_obj, data=data, seed=seed, **est_opts)
     cached = CachedEstimator(est, out / CACHE)
-    strat = get_strategy(strategy, space_obj, seed=seed, **strat_opts)
     owned = isinstance(executor, str)
     if owned:
         from hwnas.executor import get_executor

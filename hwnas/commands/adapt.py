@@ -22,6 +22,10 @@ from hwnas.commands._common import devices_option, write_json
               help="Training steps from scratch when no --weights are given.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes evaluating proposals in parallel.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where proposals are fine-tuned: a local process pool of --workers, or a Ray cluster "
+                   "(pip install 'hwnas[ray]').")
+@click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
 @click.option("--initial-step", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="First latency reduction, as a fraction of the original latency "
               "(the paper used 0.025).")
@@ -38,7 +42,7 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--json", "json_out", default=None, help="Write the summary as JSON to a file, or - for stdout.")
 @devices_option
 def command(model, budget, device, data, weights, input_size, short_steps, long_epochs, pretrain_steps, workers,
-            initial_step, decay, unit, batch_size, lr, seed, runs, out, resume, json_out, devices_file):
+            executor, ray_address, initial_step, decay, unit, batch_size, lr, seed, runs, out, resume, json_out, devices_file):
     """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
     from hwnas.adapt import AdaptConfig, adapt
     from hwnas.models import get_info
@@ -48,7 +52,8 @@ def command(model, budget, device, data, weights, input_size, short_steps, long_
     get_info(model)  # unknown names fail here, before any work
     cfg = AdaptConfig(model=model, budget_ms=budget_ms, device=device, data=data, weights=weights,
                       input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
-                      pretrain_steps=pretrain_steps, workers=workers, initial_fraction=initial_step, decay=decay,
+                      pretrain_steps=pretrain_steps, workers=workers, executor=executor,
+                      ray_address=ray_address, initial_fraction=initial_step, decay=decay,
                       unit=unit, batch_size=batch_size, lr=lr, seed=seed, runs=runs, devices_file=devices_file,
                       resume=resume)
     summary = adapt(cfg)

@@ -9,14 +9,17 @@ from hwnas.progress import log as _log
 
 @click.command("search")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
-@click.option("--space", default="mnasnet", show_default=True, help="Search space (e.g. mnasnet, mnasnet-tiny).")
+@click.option("--space", default="mnasnet", show_default=True,
+              help="Search space: mnasnet, mnasnet-tiny, nasnet (normal + reduction cells), pnas (tied cells).")
 @click.option("--target", required=True, help="Latency target T, e.g. 20ms, 0.02s, 20000us.")
 @click.option("--w", "w", type=float, default=None, help="Soft reward exponent (alpha = beta = w; default -0.07).")
 @click.option("--hard", is_flag=True, help="Hard constraint: alpha = 0, beta = -1.")
 @click.option("--alpha", type=float, default=None, help="Custom exponent under the target.")
 @click.option("--beta", type=float, default=None, help="Custom exponent over the target.")
 @click.option("--strategy", default="evolution", show_default=True,
-              help="rl | ppo | evolution | random (the strategy registry).")
+              help="rl | ppo | evolution | random | progressive (PNAS; cell spaces nasnet, pnas).")
+@click.option("--strategy-option", "-S", "strategy_opts", multiple=True, metavar="KEY=VALUE",
+              help="A strategy setting, repeatable: e.g. -S population=16 (evolution), -S beam=8 (progressive).")
 @click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
               help="Architectures to evaluate.")
 @click.option("--data", default="digits", show_default=True,
@@ -39,7 +42,7 @@ from hwnas.progress import log as _log
                    "(pip install 'hwnas[ray]').")
 @click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
 @devices_option
-def command(device, space, target, w, hard, alpha, beta, strategy, samples, data, estimator, train_steps, out,
+def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts, samples, data, estimator, train_steps, out,
             resume, seed, top_k, db, no_build, executor, ray_address, devices_file):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
@@ -52,12 +55,32 @@ def command(device, space, target, w, hard, alpha, beta, strategy, samples, data
             raise HwnasError("--train-steps applies to --estimator short-train only")
         est_opts["steps"] = train_steps
     out = out or f"runs/search-{space}-{device}-{strategy}"
-    res = search(target=target, device=device, space=space, strategy=strategy, samples=samples, w=w,
+    res = search(target=target, device=device, space=space, strategy=strategy,
+                 strategy_options=parse_options(strategy_opts, "--strategy-option"), samples=samples, w=w,
                  hard=hard, alpha=alpha, beta=beta, data=data,
                  estimator=estimator, estimator_options=est_opts, out=out, resume=resume, seed=seed,
                  top_k=top_k, db=db, devices_file=devices_file, build_lut=not no_build, log=_log,
                  executor=None if executor == "local" and not ray_address else executor, ray_address=ray_address)
     _report(res)
+
+
+def parse_options(items, flag: str) -> dict:
+    """KEY=VALUE strings -> {key: int | float | str}."""
+    from hwnas.errors import HwnasError
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HwnasError(f"{flag} takes KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = value
+    return out
 
 
 def _report(res) -> None:

@@ -14,5 +14,6 @@ def get_space(name: str, **kwargs) -> Space:
 
 
 from hwnas.search.spaces import mnasnet  # noqa: E402,F401  (registers mnasnet, mnasnet-tiny)
+from hwnas.search.spaces import nasnet  # noqa: E402,F401  (registers nasnet, pnas)
 
 __all__ = ["Arch", "Decision", "OpSpec", "Space", "get_space", "list_spaces", "register_space"]

@@ -57,7 +57,9 @@ class Strategy(ABC):
     def ask(self) -> tuple[int, ...]:
         ...
 
-    def tell(self, arch, reward: float) -> None:
+    def tell(self, arch, reward: float, accuracy: float | None = None, latency_ms: float | None = None) -> None:
+        """Learn from one result; `accuracy` and `latency_ms` (the reward's parts) are for strategies that
+        model them (progressive), the others learn from the reward alone."""
         self.n_told += 1
         self._tell(tuple(int(a) for a in arch), float(reward))
 
@@ -71,6 +73,7 @@ class Strategy(ABC):
         if state.get("name") != self.name:
             raise HwnasError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
         set_rng_state(self.rng, state["rng"])
+        self.seed = int(state.get("seed", self.seed))
         self.n_told = int(state["n_told"])
 
     def info(self) -> dict:
