@@ -1,8 +1,11 @@
-"""Search strategies head to head: random vs regularized evolution vs REINFORCE vs PPO at an equal number
-of evaluated architectures, several seeds each, on a real space with latency from the device's table.
+"""Search strategies head to head: random vs regularized evolution vs REINFORCE vs PPO (and, on the cell
+spaces, progressive = PNAS) at an equal number of evaluated architectures, several seeds each, on a real
+space with latency from the device's table.
 
     .venv/bin/python bench/search.py --space mnasnet-tiny --device cpu --target 3ms --hard \
         --samples 200 --seeds 0 1 2 --estimator naswot
+    .venv/bin/python bench/search.py --space pnas --device cpu --target 0.5ms \
+        --strategies progressive evolution random --samples 60 --seeds 0 1 2 --estimator naswot
 
 Prints, per strategy, the best reward and the hypervolume of the (accuracy, predicted latency) Pareto front
 (reference point: 2 x target, accuracy 0) as mean +- std over the seeds, and the spread (min..max).
@@ -40,7 +43,8 @@ def main(argv=None):
     ap.add_argument("--hard", action="store_true")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--strategies", nargs="+", default=["random", "evolution", "rl", "ppo"])
+    ap.add_argument("--strategies", nargs="+", default=None,
+                    help="default: random evolution rl ppo, and progressive on a cell space (nasnet, pnas)")
     ap.add_argument("--estimator", default="naswot")
     ap.add_argument("--steps", type=int, default=None, help="short-train steps")
     ap.add_argument("--data", default="digits")
@@ -52,6 +56,8 @@ def main(argv=None):
     target = parse_latency_ms(args.target)
     reward = Reward.hard(target) if args.hard else Reward.soft(target)
     space = get_space(args.space)
+    if args.strategies is None:
+        args.strategies = ["random", "evolution", "rl", "ppo"] + (["progressive"] if hasattr(space, "expand") else [])
     device = get_device(args.device)
     predictor = load_predictor(space, device, args.db, log=print)
     work = Path(args.work or tempfile.mkdtemp(prefix="hwnas-bench-search-"))
@@ -79,9 +85,12 @@ def main(argv=None):
                                                  "feasible_fraction": feasible,
                                                  "unique": res.summary["unique_architectures"],
                                                  "seconds": time.monotonic() - t0})
+            stages = res.summary["strategy_info"].get("stages")
+            rho = [s["spearman"] for s in stages or [] if s.get("spearman") is not None]
             print(f"  {name:9s} seed {seed}: best reward {best:.4f}, hypervolume {hv:.4f}, "
                   f"{feasible:.0%} under target, {res.summary['unique_architectures']} distinct, "
-                  f"{time.monotonic() - t0:.1f} s", flush=True)
+                  f"{time.monotonic() - t0:.1f} s"
+                  + (f", predictor Spearman per stage {[round(r, 2) for r in rho]}" if stages else ""), flush=True)
     print()
     print(f"{'strategy':10s} {'best reward (mean +- std, min..max)':40s} {'hypervolume (mean +- std, min..max)':40s}")
     for name, rows in results.items():

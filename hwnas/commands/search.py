@@ -28,6 +28,8 @@ from hwnas.progress import log as _log
               help="naswot | synflow (zero-cost proxies, ~0.1 s per network: a few hundred samples in a "
                    "minute or two) | short-train (real validation accuracy after --train-steps of training, "
                    "seconds per network).")
+@click.option("--estimator-option", "-E", "estimator_opts", multiple=True, metavar="KEY=VALUE",
+              help="An estimator setting, repeatable: e.g. -E steps=200 -E validate=8 (supernet).")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
               help="Training steps per architecture for short-train (default 60).")
 @click.option("--out", default=None, help="Run directory (default runs/search-<space>-<device>-<strategy>).")
@@ -42,14 +44,15 @@ from hwnas.progress import log as _log
                    "(pip install 'hwnas[ray]').")
 @click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
 @devices_option
-def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts, samples, data, estimator, train_steps, out,
+def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts, samples, data, estimator,
+            estimator_opts, train_steps, out,
             resume, seed, top_k, db, no_build, executor, ray_address, devices_file):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
     from hwnas.errors import HwnasError
     from hwnas.search.run import search
 
-    est_opts = {}
+    est_opts = parse_options(estimator_opts, "--estimator-option")
     if train_steps is not None:
         if estimator != "short-train":
             raise HwnasError("--train-steps applies to --estimator short-train only")

@@ -41,3 +41,22 @@ def test_unreachable_budget_is_reported_before_training(tmp_path):
     r = hwnas("adapt", "mobilenet_v2", "--budget", "1us", "--out", str(tmp_path / "run"))
     assert_one_line_error(r, "out of reach")
     assert "training" not in r.stderr
+
+
+@pytest.mark.slow
+def test_proposals_on_a_local_ray_cluster(tmp_path):
+    """`--executor ray`: the proposals of each iteration are fine-tuned as Ray tasks (a local cluster is
+    started and stopped by the run); the run meets its budget as measured like a local one."""
+    pytest.importorskip("ray")
+    import json
+    out = tmp_path / "run"
+    from hwnas.latency.devices import get_device
+    from hwnas.models import create
+    ms = get_device("cpu").measure(create("lenet5", num_classes=10).eval(), input_shape=(1, 3, 32, 32), runs=30).median
+    r = hwnas("adapt", "lenet5", "--budget", f"{0.8 * ms:.4f}ms", "--device", "cpu", "--input-size", "32",
+              "--short-steps", "3", "--pretrain-steps", "20", "--long-epochs", "1", "--initial-step", "0.2",
+              "--executor", "ray", "--out", str(out), "--json", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    assert "proposals run on ray" in r.stderr + r.stdout
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["budget_met"] and s["iterations"] >= 1

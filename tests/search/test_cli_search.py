@@ -33,6 +33,10 @@ def test_help_lists_the_contract_options():
     (["--target", "20ms", "--w", "0.5"], "<= 0"),
     (["--target", "20ms", "--strategy", "annealing"], "unknown search strategy"),
     (["--target", "20ms", "--estimator", "synflow", "--train-steps", "3"], "--train-steps"),
+    (["--target", "20ms", "--space", "mnasnet-tiny", "--strategy", "progressive"], "needs a cell space"),
+    (["--target", "20ms", "--space", "pnas", "--strategy", "progressive", "-S", "bem=3"], "no option bem"),
+    (["--target", "20ms", "--space", "pnas", "-S", "beam"], "KEY=VALUE"),
+    (["--target", "20ms", "--space", "pnas", "--estimator", "supernet"], "sequence of its ops"),
 ])
 def test_bad_input_is_one_clear_line(args, match, tmp_path):
     assert_one_line_error(hwnas("search", "--out", str(tmp_path / "run"), *args), match)
@@ -73,3 +77,42 @@ def test_search_end_to_end_on_cpu_with_digits_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert lines[:12] == first and [json.loads(x)["i"] for x in lines] == list(range(16))
+
+
+@pytest.mark.slow
+def test_progressive_search_on_the_pnas_cell_space_end_to_end(tmp_path):
+    """`hwnas search --space pnas --strategy progressive`: the cell space's table is built on `cpu`, cells
+    grow one block per stage, the run directory is the usual one, and the best network is exported."""
+    out = tmp_path / "run"
+    r = hwnas("search", "--device", "cpu", "--space", "pnas", "--strategy", "progressive", "-S", "beam=3",
+              "--target", "1ms", "--samples", "9", "--estimator", "naswot", "--top-k", "2",
+              "--db", str(tmp_path / "lut.db"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for name in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json", "best.onnx"):
+        assert (out / name).exists(), name
+    recs = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [rec["describe"]["blocks"] for rec in recs] == [1] * 3 + [2] * 3 + [3] * 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["blocks"] for s in summary["strategy_info"]["stages"]] == [1, 2, 3]
+    assert all(t["measured_ms"] > 0 for t in summary["top_k"])
+
+
+@pytest.mark.slow
+def test_supernet_estimator_end_to_end(tmp_path):
+    """`hwnas search --estimator supernet`: the supernet is trained once (cached under HWNAS_CACHE), every
+    sample's accuracy is read off it, and the summary carries its Spearman check against short training."""
+    import os
+    out = tmp_path / "run"
+    env = {**os.environ, "HWNAS_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--device", "cpu", "--space", "mnasnet-tiny",
+                        "--strategy", "evolution", "-S", "population=4", "-S", "sample_size=2",
+                        "--estimator", "supernet", "-E", "steps=30", "-E", "validate=3", "-E", "validate_steps=5",
+                        "--target", "1ms", "--samples", "8", "--top-k", "2", "--db", str(tmp_path / "lut.db"),
+                        "--out", str(out)], capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["estimator"].startswith("supernet") or "supernet" in json.dumps(summary["config"])
+    info = summary["estimator_info"]
+    assert "spearman" in json.dumps(info).lower()
+    assert all(0 <= json.loads(x)["accuracy"] <= 1 for x in (out / "samples.jsonl").read_text().splitlines())
+    assert list((tmp_path / "cache" / "supernet").glob("*.pt"))
