@@ -58,15 +58,35 @@ def run_one(name: str, args) -> dict:
     curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps, **kw) for m in args.curve
                     if abs(m - mult) > 0.02]
     lat_base = latency_at_accuracy(curve, s["adapted"]["accuracy"])
+    side = side_by_side(dev, shape, {"original": start, "netadapt": load_model(out / "adapted_model.pt"),
+                                     f"uniform x{mult:.3f}": _uniform(start, shape, mult)}, args.rounds)
     from hwnas.adapt.report import plot_trajectory
     rows = json.loads((out / "trajectory.json").read_text())
     plot_trajectory(out / "comparison.png", rows, budget, f"{name}: NetAdapt vs uniform width",
                     {"measured_ms": s["adapted"]["measured_ms"], "accuracy": s["adapted"]["accuracy"]}, curve)
     res = {"model": name, "budget_ms": budget, "summary": s, "baseline_equal_latency": eq, "baseline_curve": curve,
-           "baseline_latency_at_adapted_accuracy": lat_base, "adapt_seconds": adapt_s,
+           "baseline_latency_at_adapted_accuracy": lat_base, "adapt_seconds": adapt_s, "side_by_side": side,
            "peak_rss_gib": peak_rss_gib()}
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
     return res
+
+
+def _uniform(start, shape, mult: float, unit: int = 8):
+    import copy
+    from hwnas.adapt.groups import scale_width
+    return scale_width(copy.deepcopy(start), shape, mult, unit).eval()
+
+
+def side_by_side(dev, shape, models: dict, rounds: int) -> dict:
+    """The networks timed in interleaved rounds (the same moments of the machine): per network the minimum
+    and the median of its round medians. Separate measurements minutes apart are not comparable here."""
+    arts = {name: dev.prepare(m.eval(), shape) for name, m in models.items()}
+    meds: dict = {name: [] for name in arts}
+    for _ in range(rounds):
+        for name, art in arts.items():
+            meds[name].append(float(dev.measure(art, warmup=10, runs=50).median))
+    import statistics
+    return {name: {"min_ms": min(v), "median_ms": statistics.median(v), "rounds": v} for name, v in meds.items()}
 
 
 def report(r: dict) -> None:
@@ -93,6 +113,11 @@ def report(r: dict) -> None:
     if it:
         print(f"wall time per iteration: mean {sum(it) / len(it):.1f} s, max {max(it):.1f} s; whole adapt "
               f"{r['adapt_seconds']:.0f} s")
+    side = r.get("side_by_side")
+    if side:
+        print(f"side by side ({len(next(iter(side.values()))['rounds'])} interleaved rounds of 50 runs; min / median "
+              f"of round medians): " + ", ".join(f"{k} {v['min_ms']:.3f} / {v['median_ms']:.3f} ms"
+                                                 for k, v in side.items()))
     own, kids = r["peak_rss_gib"]
     print(f"peak resident memory: {own:.2f} GiB (this process), {kids:.2f} GiB (largest worker)")
 
@@ -112,6 +137,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--curve", type=float, nargs="*", default=[0.5, 0.75, 1.0])
     ap.add_argument("--out", default="/tmp/hwnas-bench-netadapt")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side timing")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     results = [run_one(m, args) for m in args.models]
