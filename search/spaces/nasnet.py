@@ -19,8 +19,9 @@ dilated separable conv, 1x7-then-7x1 conv. A stride-1 identity costs nothing and
 identity is a 1x1 conv with stride 2 (factorized reduction).
 
 Latency: every conv, pool and pre-processing conv is an op with a canonical key (e.g.
-`sep5-in:16x16x32-out:8x8x32-s:2`); the additions and concatenations between them are not ops, so the
-table's prediction is the op sum plus the fitted correction (per-op overhead), like any other space.
+`sep5-in:16x16x32-out:8x8x32-s:2`), and so are a block's addition (`add-in:16x16x32`, timed as x + x)
+and a cell's concatenation (`concat-in:8x8x64-n:3`, timed as k copies of one input): the network's
+glue is in the table, and the prediction is the op sum plus the fitted correction, like any space.
 Progressive search (PNAS) grows cells one block at a time through `expand`.
 """
 from __future__ import annotations
@@ -89,6 +90,24 @@ class Cell(nn.Module):
             states.append(m1(states[i1]) + m2(states[i2]))
         out = [states[i] for i in self.concat]
         return out[0] if len(out) == 1 else torch.cat(out, 1)
+
+
+class SelfAdd(nn.Module):
+    """x + x: times a block's addition of two same-shaped tensors as a one-input op."""
+
+    def forward(self, x):
+        return x + x
+
+
+class SelfConcat(nn.Module):
+    """k copies of x along channels: times a cell's output concatenation of k blocks as a one-input op."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return torch.cat([x] * self.k, 1)
 
 
 class CellHead(nn.Module):
@@ -304,6 +323,14 @@ class CellSpace(Space):
         key = f"{op}-in:{h}x{h}x{c}-out:{ho}x{ho}x{c}-s:{stride}"
         return OpSpec(key, (1, c, h, h), lambda: make_op(op, c, stride))
 
+    @staticmethod
+    def _add_op(c: int, h: int) -> OpSpec:
+        return OpSpec(f"add-in:{h}x{h}x{c}", (1, c, h, h), SelfAdd)
+
+    @staticmethod
+    def _concat_op(c: int, h: int, k: int) -> OpSpec:
+        return OpSpec(f"concat-in:{h}x{h}x{c}-n:{k}", (1, c, h, h), lambda: SelfConcat(k))
+
     def _head_op(self, cin: int, num_classes: int | None = None) -> OpSpec:
         h, nc = self.final_size, num_classes or self.config.num_classes
         key = f"cellhead-in:{h}x{h}x{cin}-classes:{nc}"
@@ -320,6 +347,10 @@ class CellSpace(Space):
                 spec = self._block_op(self.config.ops[o], c, h if i < 2 else ho, stride)
                 if spec is not None:
                     specs.append(spec)
+            specs.append(self._add_op(c, ho))
+        k = len(unused_blocks(cell))
+        if k > 1:
+            specs.append(self._concat_op(c, ho, k))
         return specs
 
     def ops(self, arch, num_classes: int | None = None) -> list[OpSpec]:
@@ -371,6 +402,9 @@ class CellSpace(Space):
                 add(self._block_op(op, ch, ho, 1))
                 if reduce:
                     add(self._block_op(op, ch, h, 2))
+            add(self._add_op(ch, ho))
+            for k in range(2, B + 1):
+                add(self._concat_op(ch, ho, k))
             widths.append([ch * n for n in range(1, B + 1)])
         for cin in widths[-1]:
             add(self._head_op(cin))

@@ -198,16 +198,16 @@ class ProgressiveSearch(Strategy):
 
     def _close_stage(self) -> None:
         """Score the predictor on the stage just finished: Spearman of predicted vs observed."""
-        if not self.stages or "spearman" in self.stages[-1]:
-            return
-        st = self.stages[-1]
+        if self.stages and "spearman" not in self.stages[-1]:
+            self.stages[-1]["spearman"] = self._stage_spearman(self.stages[-1])
+
+    def _stage_spearman(self, st: dict) -> float | None:
         if st["predicted"] is None:
-            st["spearman"] = None
-            return
+            return None
         got = {tuple(h["arch"]): (h["accuracy"] if h["accuracy"] is not None else h["reward"])
                for h in self.history[st["start"]:]}
         pairs = [(p, got[tuple(a)]) for a, p in zip(st["chosen"], st["predicted"]) if tuple(a) in got]
-        st["spearman"] = _spearman([p for p, _ in pairs], [o for _, o in pairs]) if pairs else None
+        return _spearman([p for p, _ in pairs], [o for _, o in pairs]) if pairs else None
 
     # -- state --------------------------------------------------------------------------------------------
     def state_dict(self):
@@ -224,5 +224,6 @@ class ProgressiveSearch(Strategy):
         self.stages = [dict(s) for s in state["stages"]]
 
     def info(self):
-        stages = [{k: s.get(k) for k in ("blocks", "candidates", "spearman")} for s in self.stages]
+        stages = [{"blocks": s["blocks"], "candidates": s["candidates"],
+                   "spearman": s["spearman"] if "spearman" in s else self._stage_spearman(s)} for s in self.stages]
         return {**super().info(), "stage_blocks": self.stage, "stages": stages}

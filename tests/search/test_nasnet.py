@@ -95,9 +95,15 @@ def test_network_is_exactly_its_ops():
         for h in hooks:
             h.remove()
         ops = space.ops(a, num_classes=7)
-        assert shapes == [op.input_shape for op in ops]        # same ops, same order, same shapes
+        glue = [op for op in ops if op.key.startswith(("add-", "concat-"))]
+        modules = [op for op in ops if op not in glue]
+        assert shapes == [op.input_shape for op in modules]    # same ops, same order, same shapes
+        cells = space.cells_of(a)
+        assert sum(op.key.startswith("add-") for op in glue) == sum(len(cells[t]) for t, *_ in space.layout)
+        assert sum(op.key.startswith("concat-") for op in glue) == sum(len(unused_blocks(cells[t])) > 1
+                                                                       for t, *_ in space.layout)
         assert isinstance(net.head, CellHead) and ops[-1].key.endswith("classes:7")
-        for op in ops[1:-1:7]:                                  # each op builds alone at its input shape
+        for op in modules[1:-1:7]:                              # each op builds alone at its input shape
             out = op.build()(torch.zeros(op.input_shape))
             h, c = op.key.split("-out:")[1].split("-")[0].split("x")[1:]
             assert out.shape[1:] == (int(c), int(h), int(h))
