@@ -114,7 +114,8 @@ class LocalExecutor(Executor):
         for _ in range(2):
             if self._pool is None:
                 import multiprocessing as mp
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                                 initializer=_die_with_parent, initargs=(os.getpid(),))
             try:
                 return Task(self._pool.submit(fn, *args), self, None)
             except BrokenProcessPool:
@@ -160,6 +161,17 @@ class _QueueWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker start-up: a daemon thread ends this worker once the process that started it is gone (a
+    SIGTERM/SIGKILL of `hwnas adapt` must not leave training workers running for the rest of their task)."""
+    def watch():
+        import time
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="hwnas-parent-watch").start()
 
 
 class RayExecutor(Executor):

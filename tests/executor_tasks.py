@@ -14,3 +14,13 @@ def dies_once(marker):
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return os.getpid()
+
+
+def write_pid_and_sleep(path):
+    """Writes this worker's pid, then works (sleeps) for two minutes."""
+    import os
+    import time
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(120)
+    return 0

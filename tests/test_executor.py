@@ -1,6 +1,7 @@
 """hwnas.executor: local routing and retries, and LUT builds on a real local Ray cluster (not mocked)."""
 import os
 import signal
+from pathlib import Path
 import sys
 import threading
 import time
@@ -181,3 +182,34 @@ def test_search_estimates_on_ray_are_the_in_process_ones(ray_executor, tmp_path)
     for r in recs:
         assert r["accuracy"] == pytest.approx(local.estimate(tuple(r["arch"])), rel=1e-5)
     assert est.misses == len({tuple(r["arch"]) for r in recs})         # the cache holds each estimate once
+
+
+@pytest.mark.timeout(120)
+def test_pool_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of the process that owns a local pool leaves no worker running its task to the end."""
+    import signal
+    import subprocess
+    import time
+    pid_file = tmp_path / "worker.pid"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from tests.executor_tasks import write_pid_and_sleep\n"
+            "from hwnas.executor import LocalExecutor\n"
+            "ex = LocalExecutor(2)\n"
+            "ex.submit(write_pid_and_sleep, %r).result()\n") % (str(Path(__file__).parent.parent), str(pid_file))
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the pool worker outlived its parent by 15 s")
