@@ -206,13 +206,13 @@ class NetAdapt:
             if proposals:
                 break
             delta /= 2
-        if not proposals:  # the per-layer costs say no single group reaches the target: take the biggest cut
-            best = None
-            for g, ch in groups.items():
+        if not proposals:  # the per-layer costs say no single group reaches the target: take the cut they
+            best = None    # rate best (even if they predict no gain: on tiny layers they are noise, and the
+            for g, ch in sorted(groups.items()):  # measurement of the result is the judge)
                 counts = candidate_counts(ch, cfg.unit)
                 if counts:
                     pred = cur_ms + costs.delta(conv_changes(model, graph, g, ch - counts[-1]))
-                    if pred < cur_ms and (best is None or pred < best[2]):
+                    if best is None or pred < best[2]:
                         best = (g, counts[-1], pred, ch)
             if best is None:
                 raise HwnasError(f"cannot shrink further: every group is at minimum width and the measured latency "
