@@ -14,7 +14,7 @@ from hwnas.latency.devices import get_device
 from hwnas.latency.lut.build import build_lut
 from hwnas.latency.lut.store import LutStore
 from tests.executor_tasks import dies_once, square
-from tests.latency.lut_helpers import micro_space
+from tests.latency.lut_helpers import build_and_kill, micro_space
 
 BUILD = {"rounds": 1, "warmup": 1, "runs": 2, "fit_networks": 2, "show_progress": False}
 
@@ -134,23 +134,10 @@ def test_a_killed_ray_worker_loses_and_duplicates_no_row(ray_executor, tmp_path,
     actor = ray_executor.actor(queue_id(dev))
     pid = ray.get(actor.pid.remote())
     db = tmp_path / "kill.db"
-    store = LutStore(db)
-    outcome = {}
-
-    def run():
-        try:
-            outcome["report"] = build_lut(space, dev, db, executor=ray_executor, **{**BUILD, "rounds": rounds})
-        except Exception as e:  # pragma: no cover - reported by the assert below
-            outcome["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    deadline = time.monotonic() + 120
-    while store.count() < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)           # the queue's worker dies mid-build (mid-task, most likely)
-    t.join(300)
-    assert not t.is_alive() and "error" not in outcome, outcome.get("error")
+    # the queue's worker dies mid-build (mid-task, most likely)
+    outcome = build_and_kill(lambda: build_lut(space, dev, db, executor=ray_executor, **{**BUILD, "rounds": rounds}),
+                             LutStore(db), rows=4, pid=pid, poll=0.05)
+    assert "error" not in outcome, outcome.get("error")
     rows = _rows(db)
     expected = {(dev.fingerprint_key(), s.key, r) for s in space.all_ops() for r in range(rounds)}
     assert len(rows) == len(set(rows)) and set(rows) == expected        # every row exactly once

@@ -42,3 +42,29 @@ class SingleOpSpace(Space):
 
 def zeros_input(space):
     return torch.zeros(1, 3, space.input_size, space.input_size)
+
+
+def build_and_kill(build, store, rows: int, pid: int, poll: float = 0.02) -> dict:
+    """Run `build()` in a thread, SIGKILL process `pid` once `store` holds `rows` rows (or after 120 s), and
+    wait for the build to finish. Returns {"report": ...} or {"error": exception}; asserts it finished."""
+    import os
+    import signal
+    import threading
+    import time
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["report"] = build()
+        except Exception as e:  # pragma: no cover - reported by the caller's assert
+            outcome["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 120
+    while store.count() < rows and time.monotonic() < deadline:
+        time.sleep(poll)
+    os.kill(pid, signal.SIGKILL)
+    t.join(300)
+    assert not t.is_alive(), "the build did not finish within 300 s of the kill"
+    return outcome

@@ -1,9 +1,5 @@
 """Device farms: a pool of `hwnas agent serve` agents on 127.0.0.1 (real TCP) splitting one LUT build."""
-import os
 import re
-import signal
-import threading
-import time
 
 import pytest
 import yaml
@@ -13,7 +9,7 @@ from hwnas.executor import LocalExecutor
 from hwnas.latency.devices import get_device, list_devices
 from hwnas.latency.lut.build import build_lut
 from hwnas.latency.lut.store import LutStore
-from tests.latency.lut_helpers import micro_space
+from tests.latency.lut_helpers import build_and_kill, micro_space
 from tests.latency.test_agent import TOKEN, client_devices, start_agent, stop
 
 BUILD = {"rounds": 1, "warmup": 1, "runs": 2, "fit_networks": 2, "show_progress": False}
@@ -76,18 +72,13 @@ def test_a_farm_refuses_mixed_fingerprints_unless_asked(agents, tmp_path, monkey
 
 def test_farm_entries_are_validated(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("pool1:\n  pool: [cpu, nosuch]\n")
-    with pytest.raises(HwnasError, match=r"device 'pool1': field 'pool': unknown device 'nosuch'"):
-        list_devices(bad)
-    bad.write_text("pool1:\n  pool: []\n")
-    with pytest.raises(HwnasError, match=r"device 'pool1': field 'pool'"):
-        list_devices(bad)
-    bad.write_text("pool1:\n  pool: [cpu]\n  spare: 1\n")
-    with pytest.raises(HwnasError, match=r"device 'pool1': field 'spare'"):
-        list_devices(bad)
-    bad.write_text("p1:\n  pool: [cpu]\np2:\n  pool: [p1]\n")
-    with pytest.raises(HwnasError, match=r"'p1' is itself a pool"):
-        list_devices(bad)
+    for text, match in [("pool1:\n  pool: [cpu, nosuch]\n", r"device 'pool1': field 'pool': unknown device 'nosuch'"),
+                        ("pool1:\n  pool: []\n", r"device 'pool1': field 'pool'"),
+                        ("pool1:\n  pool: [cpu]\n  spare: 1\n", r"device 'pool1': field 'spare'"),
+                        ("p1:\n  pool: [cpu]\np2:\n  pool: [p1]\n", r"'p1' is itself a pool")]:
+        bad.write_text(text)
+        with pytest.raises(HwnasError, match=match):
+            list_devices(bad)
     ok = tmp_path / "ok.yaml"
     ok.write_text("local2:\n  pool: [cpu]\n")
     assert list_devices(ok)["local2"].backend == "farm"
@@ -104,23 +95,15 @@ def test_an_agent_killed_mid_build_loses_and_duplicates_no_row(tmp_path, monkeyp
         farm = get_device("farm", farm_file(tmp_path, [p for _, p in procs]))
         space, rounds = micro_space("micro-farm-kill"), 2
         db = tmp_path / "kill.db"
-        store, outcome = LutStore(db), {}
+        store = LutStore(db)
 
-        def run():
-            try:
-                with LocalExecutor() as ex:
-                    outcome["report"] = build_lut(space, farm, db, executor=ex, **{**BUILD, "rounds": rounds})
-            except Exception as e:  # pragma: no cover - reported by the assert below
-                outcome["error"] = e
+        def build():
+            with LocalExecutor() as ex:
+                return build_lut(space, farm, db, executor=ex, **{**BUILD, "rounds": rounds})
 
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 120
-        while store.count() < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(procs[1][0].pid, signal.SIGKILL)       # one agent of the pool dies mid-build
-        t.join(300)
-        assert not t.is_alive() and "error" not in outcome, outcome.get("error")
+        # one agent of the pool dies mid-build
+        outcome = build_and_kill(build, store, rows=6, pid=procs[1][0].pid)
+        assert "error" not in outcome, outcome.get("error")
         fp = get_device("cpu").fingerprint_key()
         rows = [(r["fingerprint"], r["key"], r["round"]) for r in store.rows()]
         assert len(rows) == len(set(rows))
