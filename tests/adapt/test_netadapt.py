@@ -18,6 +18,10 @@ from hwnas.errors import HwnasError  # noqa: E402
 from tinynet import TinyNet  # noqa: E402
 
 HERE = Path(__file__).parent
+# wide enough that channels, not per-op overhead, set the latency: at width 32 TinyNet measures ~0.1 ms and its
+# minimum-width version ~0.04 ms, so machine noise alone (CI once measured the full network at 0.164 ms) could put
+# a budget below what pruning can reach; at 96 it is ~0.6 ms full vs ~0.04 ms at minimum width
+WIDTH = 96
 
 
 def _cfg(tmp_path, budget, **kw):
@@ -29,13 +33,13 @@ def _cfg(tmp_path, budget, **kw):
 
 def _budget(frac: float) -> float:
     """A budget `frac` of the way from TinyNet's minimum-width latency to its full latency, each the minimum
-    of three medians: TinyNet takes ~0.1 ms, so a plain fraction of one noisy measurement can land below
-    what pruning can reach or above the network's own latency on a busy machine."""
+    of three medians, so that one noisy measurement cannot put it below what pruning can reach or above the
+    network's own latency."""
     import copy
     from hwnas.adapt.groups import scale_width
     from hwnas.latency.devices import get_device
     dev, shape = get_device("cpu"), (1, 3, 32, 32)
-    net = TinyNet().eval()
+    net = TinyNet(width=WIDTH).eval()
     narrow = scale_width(copy.deepcopy(net), shape, 1e-9, 8).eval()
     ms = [min(dev.measure(m, input_shape=shape, runs=30).median for _ in range(3)) for m in (net, narrow)]
     return ms[1] + frac * (ms[0] - ms[1])
@@ -51,7 +55,7 @@ def test_unreachable_budget_reported_before_any_fine_tuning(tmp_path):
 @pytest.mark.slow
 def test_adapt_meets_measured_budget_and_writes_outputs(tmp_path):
     budget = _budget(0.5)
-    s = adapt(_cfg(tmp_path, budget), model=TinyNet())
+    s = adapt(_cfg(tmp_path, budget), model=TinyNet(width=WIDTH))
     out = tmp_path / "run"
     assert s["budget_met"] and s["adapted"]["measured_ms"] <= budget
     assert s["adapted"]["params"] < s["original"]["params"] and s["adapted"]["macs"] < s["original"]["macs"]
@@ -68,9 +72,9 @@ def test_adapt_meets_measured_budget_and_writes_outputs(tmp_path):
     from hwnas.latency.devices import get_device
     assert get_device("cpu").measure(str(out / "adapted.onnx"), runs=30).median <= budget * 1.15
     with pytest.raises(HwnasError, match="--resume"):
-        adapt(_cfg(tmp_path, budget), model=TinyNet())
+        adapt(_cfg(tmp_path, budget), model=TinyNet(width=WIDTH))
     with pytest.raises(HwnasError, match="cannot resume.*budget_ms"):
-        adapt(_cfg(tmp_path, budget * 0.9, resume=True), model=TinyNet())
+        adapt(_cfg(tmp_path, budget * 0.9, resume=True), model=TinyNet(width=WIDTH))
 
 
 SCRIPT = """
@@ -80,7 +84,7 @@ from tinynet import TinyNet
 from hwnas.adapt import AdaptConfig, adapt
 cfg = AdaptConfig("tinynet", budget_ms={budget}, out={out!r}, short_steps=3, long_epochs=1, pretrain_steps=30,
                   runs=15, layer_db={db!r}, initial_fraction=0.05, resume=len(sys.argv) > 1)
-adapt(cfg, model=TinyNet())
+adapt(cfg, model=TinyNet(width={width}))
 """
 
 
@@ -90,7 +94,8 @@ def test_resume_after_sigkill_continues_from_last_iteration(tmp_path):
     budget = _budget(0.4)
     out = tmp_path / "run"
     script = tmp_path / "run_adapt.py"
-    script.write_text(SCRIPT.format(here=str(HERE), budget=budget, out=str(out), db=str(tmp_path / "layers.db")))
+    script.write_text(SCRIPT.format(here=str(HERE), budget=budget, out=str(out), db=str(tmp_path / "layers.db"),
+                                    width=WIDTH))
     env = dict(os.environ, HWNAS_NO_PROGRESS="1")
     log = open(tmp_path / "first-run.log", "w")
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
