@@ -2,8 +2,10 @@
 its latency measured on the device meets a budget.
 
 Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_fraction · latency(original) · decayⁱ.
-For every prunable group: the largest channel count (stepping down by `unit`) whose predicted latency
-meets the target (per-layer costs, anchored to the current measurement); prune the weakest filters
+For every prunable group: the largest channel count (stepping down by `unit`, removing at most `max_cut` of
+the group) whose predicted latency meets the target (per-layer costs, anchored to the current measurement);
+when fewer than `min_proposals` groups can, Δ is halved (up to 6 times) so that the choice is a real one
+and no single iteration cuts away a whole stage; prune the weakest filters
 (L2); fine-tune briefly; keep the proposal that loses the least accuracy per ms removed. The chosen
 network is measured on the device (the judge). When the measured latency meets the budget: long-term
 fine-tune, export, re-measure (and iterate again if the measurement misses the budget).
@@ -41,6 +43,8 @@ class AdaptConfig:
     initial_fraction: float = 0.1   # the paper-like value is 0.025; larger steps finish sooner here
     decay: float = 0.96
     unit: int = 8
+    min_proposals: int = 3          # halve Δ until at least this many groups can meet it (or all that can)
+    max_cut: float = 0.5            # fraction of a group's channels one iteration may remove
     batch_size: int = 64
     lr: float = 0.01
     pretrain_lr: float = 0.05
@@ -106,9 +110,16 @@ def _pick(results, cur_acc: float, cur_ms: float):
     return min(results, key=score)
 
 
-def _largest_meeting(costs, model, graph, group: str, channels: int, unit: int, cur_ms: float, target: float):
-    """Largest candidate count whose predicted latency ≤ target (bisection: latency falls with width)."""
+def _allowed_counts(channels: int, unit: int, max_cut: float) -> list[int]:
+    """Candidate channel counts for one iteration: multiples of `unit`, removing at most `max_cut` of the
+    group (but always at least one step of `unit`, so a narrow group can still shrink)."""
     counts = candidate_counts(channels, unit)
+    return counts[:1] + [c for c in counts[1:] if c >= channels * (1 - max_cut)]
+
+
+def _largest_meeting(costs, model, graph, group: str, counts: list[int], channels: int, cur_ms: float,
+                     target: float):
+    """Largest of `counts` whose predicted latency ≤ target (bisection: latency falls with width)."""
     if not counts:
         return None
 
@@ -130,6 +141,58 @@ def _largest_meeting(costs, model, graph, group: str, channels: int, unit: int, 
     return best
 
 
+@dataclass
+class Cut:
+    index: int          # position of the group in name order (seeds and file names derive from it)
+    group: str
+    channels: int
+    new_channels: int
+    predicted_ms: float
+
+
+@dataclass
+class Plan:
+    cuts: list
+    target: float
+    delta: float
+    forced: bool = False  # no cut was predicted to meet any target: the best-rated one, to be measured
+
+
+def plan_cuts(costs, model, graph, groups: dict, cur_ms: float, delta: float, budget_ms: float, unit: int,
+              max_cut: float, min_proposals: int, halvings: int = 6) -> Plan:
+    """One iteration's proposals: per group, the largest allowed channel count predicted to meet
+    target = max(cur − Δ, 0.99·budget). While fewer than `min_proposals` groups can (and Δ still sets the
+    target), Δ is halved, up to `halvings` times; the widest choice found is kept."""
+    allowed = {g: _allowed_counts(ch, unit, max_cut) for g, ch in groups.items()}
+    want = min(min_proposals, sum(1 for c in allowed.values() if c))
+    best = None
+    for _ in range(halvings + 1):
+        t = max(cur_ms - delta, budget_ms * 0.99)
+        cuts = []
+        for k, (g, ch) in enumerate(sorted(groups.items())):
+            found = _largest_meeting(costs, model, graph, g, allowed[g], ch, cur_ms, t)
+            if found is not None:
+                cuts.append(Cut(k, g, ch, found[0], found[1]))
+        if best is None or len(cuts) > len(best.cuts):
+            best = Plan(cuts, t, delta)
+        if len(best.cuts) >= want or t <= budget_ms:  # enough choice, or Δ no longer sets the target
+            break
+        delta /= 2
+    if best.cuts:
+        return best
+    # The per-layer costs say no group reaches even the smallest target: take the cut they rate best (even
+    # if they predict no gain: on tiny layers they are noise, and the measurement of the result judges).
+    options = []
+    for k, (g, ch) in enumerate(sorted(groups.items())):
+        if allowed[g]:
+            low = allowed[g][-1]
+            options.append(Cut(k, g, ch, low, cur_ms + costs.delta(conv_changes(model, graph, g, ch - low))))
+    if not options:
+        raise HwnasError(f"cannot shrink further: every group is at minimum width and the measured latency "
+                         f"{cur_ms:.3f} ms is still above the budget {budget_ms:g} ms")
+    return Plan([min(options, key=lambda c: c.predicted_ms)], best.target, best.delta, forced=True)
+
+
 class NetAdapt:
     def __init__(self, cfg: AdaptConfig, model=None, pool_fn=None):
         self.cfg = cfg
@@ -141,7 +204,8 @@ class NetAdapt:
     def _config_record(self) -> dict:
         c = asdict(self.cfg)
         return {k: c[k] for k in ("model", "budget_ms", "device", "data", "input_size", "unit", "seed",
-                                  "short_steps", "long_epochs", "initial_fraction", "decay", "workers")}
+                                  "short_steps", "long_epochs", "initial_fraction", "decay", "workers",
+                                  "min_proposals", "max_cut")}
 
     def _start(self, device, split, shape) -> dict:
         cfg = self.cfg
@@ -192,35 +256,13 @@ class NetAdapt:
         groups = prunable_groups(model, graph)
         work = self.out / "proposals"
         work.mkdir(parents=True, exist_ok=True)
-        for _ in range(6):  # when no single group can remove Δ, ask for less (Δ/2, Δ/4, ...)
-            target = max(cur_ms - delta, cfg.budget_ms * 0.99)
-            proposals = []
-            for k, (g, ch) in enumerate(sorted(groups.items())):
-                found = _largest_meeting(costs, model, graph, g, ch, cfg.unit, cur_ms, target)
-                if found is None:
-                    continue
-                new_ch, pred = found
-                proposals.append(Proposal(g, ch, new_ch, pred, state["current"],
-                                          str(work / f"{i:03d}_{k:03d}.pt"), tuple(shape), cfg.data_args(),
-                                          cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + k))
-            if proposals:
-                break
-            delta /= 2
-        if not proposals:  # the per-layer costs say no single group reaches the target: take the cut they
-            best = None    # rate best (even if they predict no gain: on tiny layers they are noise, and the
-            for g, ch in sorted(groups.items()):  # measurement of the result is the judge)
-                counts = candidate_counts(ch, cfg.unit)
-                if counts:
-                    pred = cur_ms + costs.delta(conv_changes(model, graph, g, ch - counts[-1]))
-                    if best is None or pred < best[2]:
-                        best = (g, counts[-1], pred, ch)
-            if best is None:
-                raise HwnasError(f"cannot shrink further: every group is at minimum width and the measured latency "
-                                 f"{cur_ms:.3f} ms is still above the budget {cfg.budget_ms:g} ms")
-            g, new_ch, pred, ch = best
-            proposals.append(Proposal(g, ch, new_ch, pred, state["current"], str(work / f"{i:03d}_min.pt"),
-                                      tuple(shape), cfg.data_args(), cfg.short_steps, cfg.batch_size, cfg.lr,
-                                      cfg.seed + 1000 * i))
+        plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit, cfg.max_cut,
+                         cfg.min_proposals)
+        target, delta = plan.target, plan.delta
+        proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, state["current"],
+                              str(work / f"{i:03d}_{c.index:03d}.pt"), tuple(shape), cfg.data_args(),
+                              cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index)
+                     for c in plan.cuts]
         _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
              f"{cfg.short_steps} short-term steps each")
         results = pool.map(proposals)
@@ -261,6 +303,8 @@ class NetAdapt:
                 raise HwnasError(f"{name.replace('_', '-')} must be >= 0")
         if not (0 < cfg.initial_fraction < 1 and 0 < cfg.decay <= 1 and cfg.unit >= 1):
             raise HwnasError("initial fraction must be in (0, 1), decay in (0, 1], unit >= 1")
+        if not (0 < cfg.max_cut <= 1 and cfg.min_proposals >= 1):
+            raise HwnasError("max cut must be in (0, 1], min proposals >= 1")
         if cfg.weights and not Path(cfg.weights).is_file():
             raise HwnasError(f"weights file not found: {cfg.weights}")
         self.out.mkdir(parents=True, exist_ok=True)

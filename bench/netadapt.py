@@ -47,7 +47,8 @@ def run_one(name: str, args) -> dict:
     cfg = AdaptConfig(name, budget_ms=budget, device=args.device, data=args.data, input_size=args.input_size,
                       out=str(out), short_steps=args.short_steps, long_epochs=args.long_epochs,
                       pretrain_steps=args.pretrain_steps, workers=args.workers, initial_fraction=args.initial_step,
-                      batch_size=args.batch_size, resume=args.resume)
+                      min_proposals=args.min_proposals, max_cut=args.max_cut, batch_size=args.batch_size,
+                      resume=args.resume)
     s = adapt(cfg)
     adapt_s = time.time() - t0
     start = load_model(out / "checkpoints" / "iter_000.pt")
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--long-epochs", type=int, default=2)
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--initial-step", type=float, default=0.1)
+    ap.add_argument("--min-proposals", type=int, default=3)
+    ap.add_argument("--max-cut", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--curve", type=float, nargs="*", default=[0.5, 0.75, 1.0])

@@ -32,6 +32,10 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.96, show_default=True,
               help="Per-iteration decay of the reduction step.")
 @click.option("--unit", type=click.IntRange(min=1), default=8, show_default=True, help="Channel rounding unit.")
+@click.option("--min-proposals", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Halve the step until at least this many groups can meet it (a choice, not one forced cut).")
+@click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Largest fraction of a group's channels one iteration may remove.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tune learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -42,7 +46,8 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--json", "json_out", default=None, help="Write the summary as JSON to a file, or - for stdout.")
 @devices_option
 def command(model, budget, device, data, weights, input_size, short_steps, long_epochs, pretrain_steps, workers,
-            executor, ray_address, initial_step, decay, unit, batch_size, lr, seed, runs, out, resume, json_out, devices_file):
+            executor, ray_address, initial_step, decay, unit, min_proposals, max_cut,
+            batch_size, lr, seed, runs, out, resume, json_out, devices_file):
     """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
     from hwnas.adapt import AdaptConfig, adapt
     from hwnas.models import get_info
@@ -54,7 +59,7 @@ def command(model, budget, device, data, weights, input_size, short_steps, long_
                       input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
                       pretrain_steps=pretrain_steps, workers=workers, executor=executor,
                       ray_address=ray_address, initial_fraction=initial_step, decay=decay,
-                      unit=unit, batch_size=batch_size, lr=lr, seed=seed, runs=runs, devices_file=devices_file,
+                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, batch_size=batch_size, lr=lr, seed=seed, runs=runs, devices_file=devices_file,
                       resume=resume)
     summary = adapt(cfg)
     if json_out:

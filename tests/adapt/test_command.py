@@ -21,7 +21,7 @@ def test_help_lists_the_contract_options():
     r = hwnas("adapt", "--help")
     assert r.returncode == 0
     for opt in ("--budget", "--device", "--data", "--weights", "--input-size", "--short-steps", "--long-epochs",
-                "--workers", "--out", "--resume"):
+                "--workers", "--out", "--resume", "--min-proposals", "--max-cut"):
         assert opt in r.stdout
 
 
@@ -31,6 +31,8 @@ def test_help_lists_the_contract_options():
     (["no_such_net", "--budget", "2ms"], "no_such_net"),
     (["mobilenet_v2", "--budget", "2ms", "--device", "no-such-device"], "unknown device"),
     (["mobilenet_v2", "--budget", "2ms", "--weights", "/nonexistent/w.pt"], "not found"),
+    (["mobilenet_v2", "--budget", "2ms", "--max-cut", "0"], "max-cut"),
+    (["mobilenet_v2", "--budget", "2ms", "--min-proposals", "0"], "min-proposals"),
 ])
 def test_bad_input_is_one_clear_line(args, match, tmp_path):
     assert_one_line_error(hwnas("adapt", *args, "--out", str(tmp_path / "run")), match)

@@ -1,0 +1,64 @@
+"""One iteration's proposals (plan_cuts) on per-layer costs timed on the real onnxruntime device: no group loses
+more than max_cut of its channels, Δ is halved until there is a real choice, the budget clamps the target, and
+when nothing is predicted to meet any target the best-rated cut is forced."""
+import pytest
+
+from hwnas.adapt.costs import LayerCosts
+from hwnas.adapt.groups import build_graph, prunable_groups
+from hwnas.adapt.netadapt import _allowed_counts, plan_cuts
+from hwnas.latency.devices import get_device
+from tinynet import TinyNet
+
+SHAPE = (1, 3, 32, 32)
+
+
+def test_allowed_counts_cap_the_cut_but_always_allow_one_step():
+    assert _allowed_counts(64, 8, 0.5) == [56, 48, 40, 32]
+    assert _allowed_counts(64, 8, 1.0) == [56, 48, 40, 32, 24, 16, 8]
+    assert _allowed_counts(16, 8, 0.1) == [8]  # one unit is more than 10% of 16, still allowed
+    assert _allowed_counts(8, 8, 0.5) == []
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    model = TinyNet(width=96).eval()
+    graph = build_graph(model, SHAPE)
+    groups = prunable_groups(model, graph)
+    costs = LayerCosts(get_device("cpu"), model, SHAPE, db=tmp_path_factory.mktemp("plan") / "layers.db",
+                       runs=10, warmup=3)
+    yield model, graph, groups, costs
+    costs.close()
+
+
+def _plan(setting, **kw):
+    model, graph, groups, costs = setting
+    args = dict(cur_ms=1.0, delta=0.99, budget_ms=1e-6, unit=8, max_cut=0.5, min_proposals=3, halvings=12)
+    args.update(kw)
+    return plan_cuts(costs, model, graph, groups, **args), groups
+
+
+def test_step_halved_until_enough_groups_can_meet_it(setting):
+    plan, groups = _plan(setting)
+    assert len(groups) >= 3
+    assert not plan.forced and len(plan.cuts) >= 3
+    assert plan.delta < 0.99 and plan.target == pytest.approx(1.0 - plan.delta)  # it was halved
+    one, _ = _plan(setting, min_proposals=1)
+    assert one.delta >= plan.delta  # asking for fewer choices never needs a smaller step
+    for c in plan.cuts:
+        assert c.channels == groups[c.group]
+        assert c.new_channels < c.channels and (c.new_channels >= c.channels * 0.5 or
+                                                 c.new_channels == c.channels - 8)
+        assert c.predicted_ms <= plan.target
+
+
+def test_budget_clamps_the_target_and_stops_halving(setting):
+    plan, _ = _plan(setting, delta=0.9, budget_ms=0.98)
+    assert plan.target == pytest.approx(0.9702) and plan.delta == 0.9  # Δ no longer sets the target: not halved
+    assert plan.forced or all(c.predicted_ms <= plan.target for c in plan.cuts)
+
+
+def test_nothing_predicted_to_meet_the_target_forces_the_best_rated_cut(setting):
+    plan, groups = _plan(setting, halvings=0)  # Δ = 0.99 ms of a 1 ms network: no cut can predict that
+    assert plan.forced and len(plan.cuts) == 1
+    c = plan.cuts[0]
+    assert c.new_channels == _allowed_counts(groups[c.group], 8, 0.5)[-1]
