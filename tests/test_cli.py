@@ -1,22 +1,13 @@
 """The CLI contract: one-line `Error: ...` on stderr, exit != 0, no traceback (unless --debug)."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def hwnas(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+from tests.cli_helpers import assert_one_line_error as _assert_error, hwnas
 
 
 def assert_one_line_error(r, match):
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    assert match in lines[0], lines[0]
-    assert "Traceback" not in r.stderr
+    _assert_error(r, match, only_line=True)
 
 
 def test_help_and_version():

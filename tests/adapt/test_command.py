@@ -1,20 +1,8 @@
 """`hwnas adapt` from the command line: the contract options and one-line errors."""
-import subprocess
-import sys
 
 import pytest
 
-
-def hwnas(*args):
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=600)
-
-
-def assert_one_line_error(r, match):
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.stderr
-    assert match in lines[-1], lines[-1]
-    assert "Traceback" not in r.stderr
+from tests.cli_helpers import assert_one_line_error, hwnas
 
 
 def test_help_lists_the_contract_options():

@@ -5,18 +5,7 @@ import sys
 
 import pytest
 
-
-def hwnas(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=900,
-                          cwd=cwd)
-
-
-def assert_one_line_error(r, match):
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.stderr
-    assert match in lines[-1], lines[-1]
-    assert "Traceback" not in r.stderr
+from tests.cli_helpers import assert_one_line_error, hwnas
 
 
 def test_help_lists_the_contract_options():
