@@ -66,6 +66,10 @@ def test_bad_input_shape(tmp_path):
     assert_one_line_error(hwnas("profile", "--model", str(path), "--input-shape", "1x3xbig"), "cannot read input shape")
     r = hwnas("profile", "--model", str(path), "--input-shape", "1x3x48x320", "--runs", "3", "--json", "-")
     assert r.returncode == 0 and json.loads(r.stdout)["input_shapes"] == {"images": [1, 3, 48, 320]}
+    # each option belongs to one kind of model: given to the other it is an error, not silently ignored
+    assert_one_line_error(hwnas("profile", "--model", str(path), "--input-size", "64"), "--input-size is for zoo")
+    assert_one_line_error(hwnas("profile", "--model", "lenet5", "--input-shape", "1x1x32x32"),
+                          "--input-shape is for model files")
 
 
 def test_malformed_devices_file(tmp_path):

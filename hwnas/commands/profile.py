@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from hwnas.commands._common import devices_option, write_json
+from hwnas.errors import HwnasError
 
 
 @click.command("profile")
@@ -32,6 +33,12 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, adaptiv
 
     dev = get_device(device, devices_file)  # an unknown device or a bad devices file fails before any work
     is_file = is_model_file(model)
+    if is_file and input_size is not None:
+        raise HwnasError("--input-size is for zoo models; a model file's input comes from the file "
+                         "(concrete dims for dynamic ones: --input-shape)")
+    if not is_file and input_shape is not None:
+        raise HwnasError("--input-shape is for model files with dynamic dims; for a zoo model use --input-size "
+                         "and --batch")
     if is_file:
         shape = input_shape
     else:
