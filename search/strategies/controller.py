@@ -29,18 +29,22 @@ class Controller(nn.Module):
         return logits
 
     @torch.no_grad()
-    def sample(self, generator: torch.Generator) -> tuple[int, ...]:
+    def _decode(self, pick) -> tuple[int, ...]:
+        """One architecture, decision by decision: pick(logits [1, n]) chooses, its embedding feeds the next."""
         x = self.start
         state = None
         arch = []
         for i in range(len(self.num_choices)):
             h, c = self.cell(x, state)
             state = (h, c)
-            probs = torch.softmax(self._logits(h, i), dim=-1)
-            choice = int(torch.multinomial(probs[0], 1, generator=generator))
+            choice = pick(self._logits(h, i))
             arch.append(choice)
             x = self.embed[i](torch.tensor([choice]))
         return tuple(arch)
+
+    def sample(self, generator: torch.Generator) -> tuple[int, ...]:
+        return self._decode(lambda logits: int(torch.multinomial(torch.softmax(logits, dim=-1)[0], 1,
+                                                                 generator=generator)))
 
     def log_prob(self, archs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """archs: int tensor [B, D]. Returns (sum of log-probabilities [B], sum of entropies [B])."""
@@ -58,16 +62,6 @@ class Controller(nn.Module):
             x = self.embed[i](archs[:, i])
         return logp, ent
 
-    @torch.no_grad()
     def best(self) -> tuple[int, ...]:
         """The most likely architecture, choosing greedily step by step."""
-        x = self.start
-        state = None
-        arch = []
-        for i in range(len(self.num_choices)):
-            h, c = self.cell(x, state)
-            state = (h, c)
-            choice = int(self._logits(h, i).argmax())
-            arch.append(choice)
-            x = self.embed[i](torch.tensor([choice]))
-        return tuple(arch)
+        return self._decode(lambda logits: int(logits.argmax()))
