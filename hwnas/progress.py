@@ -48,15 +48,12 @@ class _Bar:
 
 
 @contextmanager
-def progress(total: int | None, description: str = "", enabled: bool | None = None, completed: int = 0,
-             *, enabled_: bool | None = None):
+def progress(total: int | None, description: str = "", enabled: bool | None = None, completed: int = 0):
     """Yield a bar with .advance(n) and .update(completed=..., description=...).
 
     `enabled`: None = decide by `bars_enabled()`, False = always quiet, True = draw even off a terminal.
-    `completed` starts the count (a resumed job). `enabled_` is an older spelling of `enabled`.
+    `completed` starts the count (a resumed job).
     """
-    if enabled is None:
-        enabled = enabled_
     on = bars_enabled() if enabled is None else enabled
     if not on:
         yield _Bar()

@@ -72,7 +72,7 @@ def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: 
     skipped = sum((s.key, r) in done for s in specs for r in round_ids)
     artifacts = {} if artifacts is None else artifacts
     measured = 0
-    with progress(total, description, enabled_=None if show_progress else False, completed=skipped) as bar:
+    with progress(total, description, enabled=None if show_progress else False, completed=skipped) as bar:
         if executor is not None:
             from hwnas.executor import measure_jobs
             jobs = [((spec.key, r), spec.key, partial(seeded_module, spec, spec.key), spec.input_shape)
@@ -118,7 +118,7 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds
     measured = 0
     shape = (1, 3, space.input_size, space.input_size)
     total = len(archs) * len(round_ids)
-    with progress(total, description, enabled_=None if show_progress else False,
+    with progress(total, description, enabled=None if show_progress else False,
                   completed=total - len(todo)) as bar:
         if executor is not None:
             from hwnas.executor import measure_jobs
