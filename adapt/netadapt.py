@@ -71,11 +71,22 @@ def _stats(model, shape) -> dict:
 
 
 def _measure(device, model, shape, runs: int) -> float:
-    """Median latency on the device; adaptive (at least `runs` repeats, until the median's 95% CI is within
-    ±1%, capped at 3 s) because the budget decision rests on it."""
+    """Median latency on the device; adaptive (at least `runs` repeats over at least 0.5 s, until the median's
+    95% CI is within ±1%, capped at 3 s) because the budget decision rests on it."""
     model.eval()
     return float(device.measure(model, input_shape=shape, warmup=max(10, runs // 5), runs=runs, adaptive=True,
-                                min_runs=runs, rel_ci=0.01, time_cap_s=3.0).median)
+                                min_runs=runs, rel_ci=0.01, time_cap_s=3.0, min_time_s=0.5).median)
+
+
+def _measure_settled(device, model, shape, runs: int, limit_ms: float, tries: int = 3) -> float:
+    """`_measure`, repeated (up to `tries` times, the lowest kept) while it is above `limit_ms`: pruning only
+    removes work, so a reading above what is expected is taken as a busy machine until it repeats."""
+    measured = _measure(device, model, shape, runs)
+    for _ in range(tries - 1):
+        if measured <= limit_ms:
+            break
+        measured = min(measured, _measure(device, model, shape, runs))
+    return measured
 
 
 def _create(cfg: AdaptConfig, num_classes: int, model=None):
@@ -268,11 +279,8 @@ class NetAdapt:
         results = pool.map(proposals)
         chosen = _pick(results, cur_acc, cur_ms)
         model = load_model(chosen.model_out)
-        measured = _measure(device, model, shape, cfg.runs)
-        for _ in range(2):  # slower than before pruning means the machine was busy: measure again, keep the best
-            if measured <= cur_ms * 1.05:
-                break
-            measured = min(measured, _measure(device, model, shape, cfg.runs))
+        # slower than before pruning means the machine was busy: measure again, keep the best
+        measured = _measure_settled(device, model, shape, cfg.runs, cur_ms * 1.05)
         path = self.out / "checkpoints" / f"iter_{i:03d}.pt"
         save_model(model, path)
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
@@ -358,7 +366,8 @@ class NetAdapt:
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
                         show_progress=True)
-        measured = _measure(device, model, shape, max(cfg.runs, 50))
+        # a miss is re-measured before it sends the network back to pruning (noise would over-prune it)
+        measured = _measure_settled(device, model, shape, max(cfg.runs, 50), cfg.budget_ms)
         path = self.out / "final.pt"
         save_model(model, path)
         state = {**state, "final": {"path": str(path), "accuracy": float(acc), "measured_ms": measured,

@@ -78,11 +78,13 @@ def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
 
 def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
             rel_ci: float = 0.01, min_runs: int = 10, max_runs: int = 2000, time_cap_s: float = 60.0,
-            on_sample: Callable[[int, float], None] | None = None) -> Measurement:
+            min_time_s: float = 0.0, on_sample: Callable[[int, float], None] | None = None) -> Measurement:
     """Time `fn()` (which must do one complete inference with inputs made beforehand).
 
     Fixed mode runs exactly `runs` timed calls. Adaptive mode keeps going until the 95% CI of the
-    median is within ±rel_ci of the median (after at least `min_runs`), `max_runs`, or `time_cap_s`.
+    median is within ±rel_ci of the median (after at least `min_runs` and `min_time_s` of timing), `max_runs`,
+    or `time_cap_s`. `min_time_s` matters for sub-millisecond models: 30 runs of 0.2 ms span 6 ms, short
+    enough for one burst of other work on the machine to move the whole median.
     """
     if warmup < 0 or runs < 1:
         raise ValueError("warmup must be >= 0 and runs >= 1")
@@ -101,7 +103,8 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
             for i, s in enumerate(samples):
                 on_sample(i, s)
     else:
-        deadline = time.monotonic() + time_cap_s
+        start = time.monotonic()
+        deadline, settled = start + time_cap_s, start + min_time_s
         check_every = 5
         while True:
             t0 = clock()
@@ -113,7 +116,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
             if n >= max_runs:
                 stopped_by = "runs"
                 break
-            if n >= max(min_runs, 5) and n % check_every == 0:
+            if n >= max(min_runs, 5) and n % check_every == 0 and time.monotonic() >= settled:
                 a = np.asarray(samples)
                 if median_ci_halfwidth(a) <= rel_ci * float(np.median(a)):
                     stopped_by = "converged"

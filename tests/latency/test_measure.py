@@ -34,6 +34,14 @@ def test_adaptive_stops_when_ci_is_tight():
     assert m.stopped_by == "converged" and 10 <= m.count < 2000
 
 
+def test_adaptive_times_at_least_min_time():
+    # converges within ~10 runs of a few microseconds, but must keep timing for 0.15 s first
+    t0 = time.monotonic()
+    m = measure(lambda: sum(range(200)), warmup=2, adaptive=True, rel_ci=0.5, min_runs=10, max_runs=10**7,
+                time_cap_s=30, min_time_s=0.15)
+    assert m.stopped_by == "converged" and time.monotonic() - t0 >= 0.15 and m.count > 100
+
+
 def test_adaptive_respects_time_cap():
     rng = np.random.default_rng(0)
     m = measure(lambda: time.sleep(float(rng.uniform(0, 0.002))), warmup=0, adaptive=True, rel_ci=1e-6,
