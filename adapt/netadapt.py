@@ -5,7 +5,7 @@ Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_fraction · l
 For every prunable group: the largest channel count (stepping down by `unit`, removing at most `max_cut` of
 the group) whose predicted latency meets the target (per-layer costs, anchored to the current measurement);
 when fewer than `min_proposals` groups can, Δ is halved (up to 6 times) so that the choice is a real one
-and no single iteration cuts away a whole stage; prune the weakest filters
+(defaults 1 and 1.0: the paper's rule; see the README for what 3 and 0.5 did); prune the weakest filters
 (L2); fine-tune briefly; keep the proposal that loses the least accuracy per ms removed. The chosen
 network is measured on the device (the judge). When the measured latency meets the budget: long-term
 fine-tune, export, re-measure (and iterate again if the measurement misses the budget).
@@ -43,8 +43,8 @@ class AdaptConfig:
     initial_fraction: float = 0.1   # the paper-like value is 0.025; larger steps finish sooner here
     decay: float = 0.96
     unit: int = 8
-    min_proposals: int = 3          # halve Δ until at least this many groups can meet it (or all that can)
-    max_cut: float = 0.5            # fraction of a group's channels one iteration may remove
+    min_proposals: int = 1          # halve Δ until at least this many groups can meet it (or all that can)
+    max_cut: float = 1.0            # fraction of a group's channels one iteration may remove
     batch_size: int = 64
     lr: float = 0.01
     pretrain_lr: float = 0.05

@@ -32,9 +32,9 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.96, show_default=True,
               help="Per-iteration decay of the reduction step.")
 @click.option("--unit", type=click.IntRange(min=1), default=8, show_default=True, help="Channel rounding unit.")
-@click.option("--min-proposals", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--min-proposals", type=click.IntRange(min=1), default=1, show_default=True,
               help="Halve the step until at least this many groups can meet it (a choice, not one forced cut).")
-@click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Largest fraction of a group's channels one iteration may remove.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tune learning rate.")
