@@ -186,7 +186,10 @@ def plan_cuts(costs, model, graph, groups: dict, cur_ms: float, delta: float, bu
                 cuts.append(Cut(k, g, ch, found[0], found[1]))
         if best is None or len(cuts) > len(best.cuts):
             best = Plan(cuts, t, delta)
-        if len(best.cuts) >= want or t <= budget_ms:  # enough choice, or Δ no longer sets the target
+        # enough choice; or the budget sets the target and something meets it (a smaller Δ would only raise
+        # the target above the budget); with nothing meeting it, halving goes on (a smaller step, not a
+        # forced cut to minimum width)
+        if len(best.cuts) >= want or (t <= budget_ms and best.cuts):
             break
         delta /= 2
     if best.cuts:

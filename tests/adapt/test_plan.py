@@ -52,9 +52,14 @@ def test_step_halved_until_enough_groups_can_meet_it(setting):
 
 
 def test_budget_clamps_the_target_and_stops_halving(setting):
-    plan, _ = _plan(setting, delta=0.9, budget_ms=0.98)
-    assert plan.target == pytest.approx(0.9702) and plan.delta == 0.9  # Δ no longer sets the target: not halved
-    assert plan.forced or all(c.predicted_ms <= plan.target for c in plan.cuts)
+    plan, _ = _plan(setting, delta=0.9, budget_ms=0.99)
+    assert plan.target == pytest.approx(0.9801) and plan.delta == 0.9  # Δ no longer sets the target: not halved
+    assert plan.cuts and not plan.forced and all(c.predicted_ms <= plan.target for c in plan.cuts)
+
+
+def test_clamped_target_nobody_meets_is_relaxed_not_forced(setting):
+    plan, _ = _plan(setting, delta=0.99, budget_ms=0.02)  # first target 0.0198 ms: no cut gets there
+    assert not plan.forced and plan.cuts and plan.delta < 0.99 and plan.target > 0.02
 
 
 def test_nothing_predicted_to_meet_the_target_forces_the_best_rated_cut(setting):
