@@ -59,8 +59,8 @@ def command(model, budget, device, data, weights, input_size, short_steps, long_
                       input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
                       pretrain_steps=pretrain_steps, workers=workers, executor=executor,
                       ray_address=ray_address, initial_fraction=initial_step, decay=decay,
-                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, batch_size=batch_size, lr=lr, seed=seed, runs=runs, devices_file=devices_file,
-                      resume=resume)
+                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, batch_size=batch_size, lr=lr,
+                      seed=seed, runs=runs, devices_file=devices_file, resume=resume)
     summary = adapt(cfg)
     if json_out:
         write_json(json_out, summary)

@@ -17,6 +17,7 @@ from hwnas.latency.measure import Measurement
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.search.spaces import get_space
 from hwnas.search.spaces.mnasnet import effective_skip
+from tests.cli_helpers import hwnas
 from tests.latency.lut_helpers import SingleOpSpace, micro_space
 
 FAST = dict(rounds=2, warmup=1, runs=3)
@@ -229,8 +230,7 @@ def test_cli_build_validate_export_import(tmp_path):
     db = str(tmp_path / "t.db")
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, env=env,
-                              timeout=900)
+        return hwnas(*args, env=env)
     r = run("lut", "build", "--space", "mnasnet-tiny", "--db", db, "--rounds", "1", "--runs", "2", "--warmup", "0",
             "--fit-networks", "4", "--json", "-")
     assert r.returncode == 0, r.stderr

@@ -1,13 +1,12 @@
 """`hwnas models`: the zoo listed with measured params/MACs next to the paper figures."""
 import json
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 import hwnas.models as zoo
 from hwnas.cli import cli
+from tests.cli_helpers import hwnas
 
 
 def run(*args):
@@ -36,16 +35,14 @@ def test_table_and_json_file(tmp_path):
 
 
 def test_no_match_is_a_one_line_error():
-    r = subprocess.run([sys.executable, "-m", "hwnas", "models", "resnet9000"], capture_output=True, text=True,
-                       timeout=300)
+    r = hwnas("models", "resnet9000", timeout=300)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == ["Error: no model matches resnet9000; `hwnas models` lists them all"]
 
 
 @pytest.mark.slow
 def test_lists_every_network():
-    r = subprocess.run([sys.executable, "-m", "hwnas", "models", "--json", "-"], capture_output=True, text=True,
-                       timeout=600)
+    r = hwnas("models", "--json", "-", timeout=600)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [row["name"] for row in rows] == zoo.list_models()

@@ -1,7 +1,5 @@
 """`hwnas search` from the command line: clear one-line errors, and an end-to-end run on cpu."""
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -93,11 +91,11 @@ def test_supernet_estimator_end_to_end(tmp_path):
     import os
     out = tmp_path / "run"
     env = {**os.environ, "HWNAS_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--device", "cpu", "--space", "mnasnet-tiny",
-                        "--strategy", "evolution", "-S", "population=4", "-S", "sample_size=2",
-                        "--estimator", "supernet", "-E", "steps=30", "-E", "validate=3", "-E", "validate_steps=5",
-                        "--target", "1ms", "--samples", "8", "--top-k", "2", "--db", str(tmp_path / "lut.db"),
-                        "--out", str(out)], capture_output=True, text=True, timeout=900, env=env)
+    r = hwnas("search", "--device", "cpu", "--space", "mnasnet-tiny",
+              "--strategy", "evolution", "-S", "population=4", "-S", "sample_size=2",
+              "--estimator", "supernet", "-E", "steps=30", "-E", "validate=3", "-E", "validate_steps=5",
+              "--target", "1ms", "--samples", "8", "--top-k", "2", "--db", str(tmp_path / "lut.db"),
+              "--out", str(out), env=env)
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["estimator"].startswith("supernet") or "supernet" in json.dumps(summary["config"])

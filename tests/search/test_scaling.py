@@ -99,10 +99,8 @@ def test_scale_end_to_end_and_resume(tmp_path):
 
 
 def test_cli_bad_target_is_one_line_error(tmp_path):
-    import subprocess
-    import sys
-    res = subprocess.run([sys.executable, "-m", "hwnas", "scale", "--target", "fast", "--out", str(tmp_path / "r")],
-                         capture_output=True, text=True, timeout=300)
+    from tests.cli_helpers import hwnas
+    res = hwnas("scale", "--target", "fast", "--out", str(tmp_path / "r"), timeout=300)
     assert res.returncode != 0
     assert "Error:" in res.stderr + res.stdout and "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
