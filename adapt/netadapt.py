@@ -96,16 +96,7 @@ def _create(cfg: AdaptConfig, num_classes: int, model=None):
     return create(cfg.model, num_classes=num_classes)
 
 
-def _load_weights(model, path: str) -> None:
-    import torch
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise HwnasError(f"cannot read weights {path}: {e}") from None
-    if isinstance(sd, torch.nn.Module):
-        sd = sd.state_dict()
-    if isinstance(sd, dict) and "state_dict" in sd:
-        sd = sd["state_dict"]
+def _load_weights(model, sd: dict, path: str) -> None:
     try:
         model.load_state_dict(sd)
     except (RuntimeError, TypeError) as e:
@@ -213,6 +204,27 @@ class NetAdapt:
         self.out = Path(cfg.out)
         self.user_model = model
         self.pool_fn = pool_fn
+        self.template = None  # the unpruned network files are rebuilt from (a module handed in from Python)
+        self.base = None      # or the zoo record (set once the class count is known)
+        self.weights: dict | None = None  # the --weights state dict, read before any work
+
+    def _path(self, rel: str | Path) -> Path:
+        """Files of the run are recorded relative to --out (a resume from another directory finds them)."""
+        return self.out / rel
+
+    def _bind_base(self, num_classes: int) -> None:
+        from hwnas.adapt.modelfile import zoo_base
+        if self.user_model is not None:
+            self.template = copy.deepcopy(self.user_model).cpu()
+        else:
+            self.base = zoo_base(self.cfg.model, num_classes=num_classes)
+
+    def _load(self, rel) -> object:
+        return load_model(self._path(rel), self.template)
+
+    def _save(self, model, rel) -> str:
+        save_model(model, self._path(rel), self.base)
+        return str(rel)
 
     # ------------------------------------------------------------------ setup
     def _config_record(self) -> dict:
@@ -234,7 +246,7 @@ class NetAdapt:
             raise HwnasError(f"budget {cfg.budget_ms:g} ms is out of reach on {cfg.device}: even at minimum width "
                              f"({cfg.unit} channels per group) {cfg.model} measures {min_ms:.3f} ms")
         if cfg.weights:
-            _load_weights(model, cfg.weights)
+            _load_weights(model, self.weights, cfg.weights)
             pre = "loaded " + cfg.weights
             acc = fine_tune(model, cfg.data_args(), 0, cfg.batch_size, cfg.lr, cfg.seed, "evaluate")
         else:
@@ -243,14 +255,13 @@ class NetAdapt:
             pre = f"trained from scratch for {cfg.pretrain_steps} steps"
             acc = fine_tune(model, cfg.data_args(), cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr,
                             cfg.seed, "pre-train", show_progress=True)
-        path = self.out / "checkpoints" / "iter_000.pt"
-        save_model(model, path)
+        path = self._save(model, "checkpoints/iter_000.safetensors")
         row = {"iteration": 0, "group": "", "channels": 0, "new_channels": 0, "target_ms": None,
                "predicted_ms": orig_ms, "measured_ms": orig_ms, "accuracy": float(acc),
                **_stats(model, shape), "seconds": 0.0, "proposals": 0}
         _log(f"start: top-1 {acc:.4f}, {orig_ms:.3f} ms ({pre})")
         return {**self._config_record(), "phase": "iterate", "original_ms": orig_ms, "min_width_ms": min_ms,
-                "start": pre, "current": str(path), "trajectory": [row], "fine_tune_steps": 0,
+                "start": pre, "current": path, "trajectory": [row], "fine_tune_steps": 0,
                 "input_shape": list(shape), "num_classes": split.num_classes}
 
     # ------------------------------------------------------------------ one iteration
@@ -265,7 +276,7 @@ class NetAdapt:
         cur_acc = last["accuracy"]
         delta = cfg.initial_fraction * state["original_ms"] * cfg.decay ** (i - 1)
         last_path = state["current"]
-        model = load_model(last_path)
+        model = self._load(last_path)
         graph = build_graph(model, shape)
         groups = prunable_groups(model, graph)
         work = self.out / "proposals"
@@ -273,19 +284,19 @@ class NetAdapt:
         plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit, cfg.max_cut,
                          cfg.min_proposals)
         target, delta = plan.target, plan.delta
-        proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, state["current"],
-                              str(work / f"{i:03d}_{c.index:03d}.pt"), tuple(shape), cfg.data_args(),
-                              cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index)
+        proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
+                              str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
+                              cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
+                              base=self.base, template=self.template)
                      for c in plan.cuts]
         _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
              f"{cfg.short_steps} short-term steps each")
         results = pool.map(proposals)
         chosen = _pick(results, cur_acc, cur_ms)
-        model = load_model(chosen.model_out)
+        model = load_model(chosen.model_out, self.template)
         # slower than before pruning means the machine was busy: measure again, keep the best
         measured = _measure_settled(device, model, shape, cfg.runs, cur_ms * 1.05)
-        path = self.out / "checkpoints" / f"iter_{i:03d}.pt"
-        save_model(model, path)
+        path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
                "new_channels": chosen.new_channels, "target_ms": target, "predicted_ms": chosen.predicted_ms,
                "measured_ms": measured, "accuracy": chosen.accuracy, **_stats(model, shape),
@@ -293,14 +304,13 @@ class NetAdapt:
         _log(f"iteration {i}: {chosen.group} {chosen.channels}→{chosen.new_channels}, predicted "
              f"{chosen.predicted_ms:.3f} ms, measured {measured:.3f} ms, top-1 {chosen.accuracy:.4f} "
              f"({row['seconds']:.1f} s)")
-        state = {**state, "current": str(path), "trajectory": state["trajectory"] + [row], "current_ms": None,
+        state = {**state, "current": path, "trajectory": state["trajectory"] + [row], "current_ms": None,
                  "fine_tune_steps": state["fine_tune_steps"] + cfg.short_steps}
         ckpt.save_state(self.out, state)
         for r in results:
             Path(r.model_out).unlink(missing_ok=True)
-        previous = Path(last_path)
-        if previous.name != "iter_000.pt" and previous != path:  # keep the start and the newest only
-            previous.unlink(missing_ok=True)
+        if Path(last_path).name != "iter_000.safetensors" and last_path != path:  # keep the start and the newest
+            self._path(last_path).unlink(missing_ok=True)
         return state
 
     # ------------------------------------------------------------------ the run
@@ -316,8 +326,10 @@ class NetAdapt:
             raise HwnasError("initial fraction must be in (0, 1), decay in (0, 1], unit >= 1")
         if not (0 < cfg.max_cut <= 1 and cfg.min_proposals >= 1):
             raise HwnasError("max cut must be in (0, 1], min proposals >= 1")
-        if cfg.weights and not Path(cfg.weights).is_file():
-            raise HwnasError(f"weights file not found: {cfg.weights}")
+        if cfg.weights:
+            # read (never unpickled: a state dict of tensors only) before any measuring or training
+            from hwnas.tensorfile import load_state_dict_file
+            self.weights = load_state_dict_file(cfg.weights)
         self.out.mkdir(parents=True, exist_ok=True)
         state = ckpt.load_state(self.out)
         if state is not None and not cfg.resume:
@@ -329,12 +341,13 @@ class NetAdapt:
         device.check()
         split = load_split(cfg.data_args())
         shape = (1, *split.input_shape)
+        self._bind_base(split.num_classes)
         if state is None:
             state = self._start(device, split, shape)
             ckpt.save_state(self.out, state)
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
-        costs = LayerCosts(device, load_model(self.out / "checkpoints" / "iter_000.pt"), shape, db=cfg.layer_db)
+        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), shape, db=cfg.layer_db)
         executor = None
         if cfg.executor != "local" or cfg.ray_address:
             from hwnas.executor import get_executor
@@ -362,7 +375,7 @@ class NetAdapt:
 
     def _long_term(self, state, device, shape) -> dict:
         cfg = self.cfg
-        model = load_model(state["current"])
+        model = self._load(state["current"])
         split = load_split(cfg.data_args())
         from hwnas.data import make_loaders
         steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
@@ -371,9 +384,8 @@ class NetAdapt:
                         show_progress=True)
         # a miss is re-measured before it sends the network back to pruning (noise would over-prune it)
         measured = _measure_settled(device, model, shape, max(cfg.runs, 50), cfg.budget_ms)
-        path = self.out / "final.pt"
-        save_model(model, path)
-        state = {**state, "final": {"path": str(path), "accuracy": float(acc), "measured_ms": measured,
+        path = self._save(model, "final.safetensors")
+        state = {**state, "final": {"path": path, "accuracy": float(acc), "measured_ms": measured,
                                     "long_term_steps": steps},
                  "fine_tune_steps": state["fine_tune_steps"] + steps}
         if measured <= cfg.budget_ms:
@@ -381,7 +393,7 @@ class NetAdapt:
         else:  # measurement noise or drift: keep shrinking on measured feedback
             _log(f"final network measures {measured:.3f} ms > budget {cfg.budget_ms:g} ms; iterating again")
             state["current_ms"] = measured  # the trajectory keeps what each iteration measured
-            state["current"] = str(path)
+            state["current"] = path
             state["phase"] = "iterate"
         ckpt.save_state(self.out, state)
         return state
@@ -391,7 +403,7 @@ class NetAdapt:
         import shutil
         from hwnas.adapt.report import write_outputs
         shutil.rmtree(self.out / "proposals", ignore_errors=True)
-        return write_outputs(self.out, state, device, shape)
+        return write_outputs(self.out, state, device, shape, self._load(state["final"]["path"]))
 
 
 def adapt(cfg: AdaptConfig, model=None) -> dict:

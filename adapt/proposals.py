@@ -19,7 +19,7 @@ class Proposal:
     channels: int         # channel count before
     new_channels: int     # channel count after
     predicted_ms: float   # LUT-predicted latency of the pruned network
-    model_in: str         # path of the current network (whole pickled module)
+    model_in: str         # path of the current network (hwnas.adapt.modelfile: weights + layer record)
     model_out: str        # where the fine-tuned proposal is written
     input_shape: tuple
     data: dict            # load_dataset arguments
@@ -28,6 +28,8 @@ class Proposal:
     lr: float
     seed: int
     threads: int = 0
+    base: dict | None = None   # the zoo network the files are pruned from (modelfile.zoo_base)
+    template: object = None    # or the unpruned module itself (a network handed in from Python)
 
 
 @dataclass
@@ -55,21 +57,15 @@ def load_split(data: dict):
     return _DATA_CACHE[key]
 
 
-def load_model(path):
-    import torch
-    return torch.load(path, map_location="cpu", weights_only=False)
+def load_model(path, template=None):
+    from hwnas.adapt.modelfile import load_network
+    return load_network(path, template)
 
 
-def save_model(model, path) -> None:
-    """Atomic: write beside, fsync, rename."""
-    import torch
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(model, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def save_model(model, path, base: dict | None) -> None:
+    """Atomic (a unique temporary name beside it, fsync, rename); no pickle."""
+    from hwnas.adapt.modelfile import save_network
+    save_network(model, path, base)
 
 
 def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str,
@@ -89,11 +85,11 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
     from hwnas.adapt.groups import build_graph, prune_group
     if p.threads:
         torch.set_num_threads(p.threads)
-    model = load_model(p.model_in)
+    model = load_model(p.model_in, p.template)
     graph = build_graph(model, p.input_shape)
     prune_group(model, graph, p.group, p.channels - p.new_channels)
     acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}")
-    save_model(model, p.model_out)
+    save_model(model, p.model_out, p.base)
     return ProposalResult(p.group, p.channels, p.new_channels, p.predicted_ms, float(acc), p.model_out)
 
 

@@ -43,16 +43,16 @@ def plot_trajectory(path: Path, rows: list[dict], budget_ms: float, title: str, 
     plt.close(fig)
 
 
-def write_outputs(out: Path, state: dict, device, shape) -> dict:
-    import torch
-    from hwnas.adapt.proposals import load_model
+def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
+    """The adapted network as files (no pickle: `adapted.safetensors` holds the weights under their state-dict
+    names plus the layer record `hwnas.adapt.modelfile.load_network` rebuilds it from), trajectory, summary."""
+    import shutil
     from hwnas.models import stats
-    model = load_model(state["final"]["path"]).eval()
-    torch.save(model.state_dict(), out / "adapted_state_dict.pt")
-    torch.save(model, out / "adapted_model.pt")
+    model = model.eval()
+    shutil.copyfile(out / state["final"]["path"], out / "adapted.safetensors")
     from hwnas.latency.export import export_onnx
     export_onnx(model, shape, out / "adapted.onnx")
-    files = ["adapted_state_dict.pt", "adapted_model.pt", "adapted.onnx"]
+    files = ["adapted.safetensors", "adapted.onnx"]
     if device.artifact_format == "tflite":
         from hwnas.latency.tflite import export_tflite
         export_tflite(model, shape, out / "adapted.tflite")

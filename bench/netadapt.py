@@ -51,7 +51,7 @@ def run_one(name: str, args) -> dict:
                       resume=args.resume)
     s = adapt(cfg)
     adapt_s = time.time() - t0
-    start = load_model(out / "checkpoints" / "iter_000.pt")
+    start = load_model(out / "checkpoints" / "iter_000.safetensors")
     steps = s["fine_tune_steps"]
     mult, _ = match_latency(dev, start, shape, s["adapted"]["measured_ms"])
     kw = {"batch_size": args.batch_size}
@@ -59,7 +59,7 @@ def run_one(name: str, args) -> dict:
     curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps, **kw) for m in args.curve
                     if abs(m - mult) > 0.02]
     lat_base = latency_at_accuracy(curve, s["adapted"]["accuracy"])
-    side = side_by_side(dev, shape, {"original": start, "netadapt": load_model(out / "adapted_model.pt"),
+    side = side_by_side(dev, shape, {"original": start, "netadapt": load_model(out / "adapted.safetensors"),
                                      f"uniform x{mult:.3f}": _uniform(start, shape, mult)}, args.rounds)
     from hwnas.adapt.report import plot_trajectory
     rows = json.loads((out / "trajectory.json").read_text())

@@ -34,6 +34,7 @@ import torch
 from hwnas.errors import HwnasError
 from hwnas.search.pareto import hypervolume, pareto_front, plot_pareto
 from hwnas.search.reward import Reward
+from hwnas.tensorfile import dumps_tree, load_tree
 
 SAMPLES = "samples.jsonl"
 CKPT = "strategy.ckpt"
@@ -193,7 +194,7 @@ class SearchRun:
         start = 0
         ckpt = self.out / CKPT
         if records and ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)
+            state = load_tree(ckpt, "search-strategy", what="strategy checkpoint")
             if state["n"] <= len(records):
                 self.strategy.load_state_dict(state["strategy"])
                 start = state["n"]
@@ -209,10 +210,8 @@ class SearchRun:
             self._checkpoint(len(records))
 
     def _checkpoint(self, n: int) -> None:
-        import io
-        buf = io.BytesIO()
-        torch.save({"n": n, "strategy": self.strategy.state_dict()}, buf)
-        atomic_write_bytes(self.out / CKPT, buf.getvalue())
+        atomic_write_bytes(self.out / CKPT, dumps_tree({"n": n, "strategy": self.strategy.state_dict()},
+                                                       "search-strategy"))
 
     # -- the loop -----------------------------------------------------------------------------------
     def evaluate(self, arch, acc: float | None = None) -> dict:

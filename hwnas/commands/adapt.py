@@ -12,7 +12,8 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--data", default="digits", show_default=True, help="digits, an ImageFolder DIR or a FILE.npz.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Trained weights (state dict) to start from; without them the network is trained briefly first.")
+              help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
+                   "pickled module is refused. Without them the network is trained briefly first.")
 @click.option("--input-size", type=click.IntRange(min=8), default=32, show_default=True)
 @click.option("--short-steps", type=click.IntRange(min=0), default=50, show_default=True,
               help="Short-term fine-tune steps per proposal.")

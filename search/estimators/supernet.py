@@ -9,14 +9,13 @@ op 1, ...; two architectures share the module at position i when their i-th ops 
 key. Modules are created when a path first uses them (and join the optimizer then).
 
 The trained supernet is saved (atomically, every `checkpoint_every` steps) under
-$HWNAS_CACHE/supernet/<config key>.pt (or `checkpoint`): training resumes after a kill, and later searches
+$HWNAS_CACHE/supernet/<config key>.safetensors (or `checkpoint`; tensors + JSON, no pickle): training resumes after a kill, and later searches
 with the same settings reuse it. `info()` reports the Spearman rank correlation between supernet accuracy
 and stand-alone short-training accuracy on `validate` random architectures (0 turns it off), computed once
 and kept beside the checkpoint.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -29,21 +28,11 @@ from torch import nn
 from hwnas.errors import HwnasError
 from hwnas.search.estimators.base import Estimator, register_estimator
 from hwnas.search.estimators.short_train import load_split
+from hwnas.tensorfile import load_tree, save_tree
 
 
 def _cache_root() -> Path:
     return Path(os.environ.get("HWNAS_CACHE", Path.home() / ".cache" / "hwnas")) / "supernet"
-
-
-def _atomic_save(obj, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class SuperNet(nn.Module):
@@ -108,7 +97,7 @@ class SupernetEstimator(Estimator):
 
     @property
     def checkpoint_path(self) -> Path:
-        return self._checkpoint or (_cache_root() / f"{self.space.name}-{self.config_key()}.pt")
+        return self._checkpoint or (_cache_root() / f"{self.space.name}-{self.config_key()}.safetensors")
 
     # -- training once ------------------------------------------------------------------------------
     def _batches(self, rng: torch.Generator):
@@ -126,7 +115,7 @@ class SupernetEstimator(Estimator):
         path = self.checkpoint_path
         state = None
         if path.exists():
-            state = torch.load(path, weights_only=False)
+            state = load_tree(path, "supernet", what="supernet checkpoint")
             if state.get("config") != self.config_key():
                 state = None
         net = SuperNet(self.space, self.split.num_classes)
@@ -177,9 +166,9 @@ class SupernetEstimator(Estimator):
                 raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
             if step % self.checkpoint_every == 0 or step == self.steps:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_save({"config": self.config_key(), "step": step, "archs": archs,
-                              "weights": net.state_dict(), "opt": opt.state_dict(),
-                              "rng": rng.bit_generator.state}, path)
+                save_tree(path, {"config": self.config_key(), "step": step, "archs": archs,
+                                 "weights": net.state_dict(), "opt": opt.state_dict(),
+                                 "rng": rng.bit_generator.state}, "supernet")
                 # after a resume the batch order restarts from a seed of the step: deterministic per step
                 gen.manual_seed(self.seed * 7919 + step)
                 batches = self._batches(gen)

@@ -54,3 +54,41 @@ def test_proposals_on_a_local_ray_cluster(tmp_path):
     assert "proposals run on ray" in r.stderr + r.stdout
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["budget_met"] and s["iterations"] >= 1
+
+
+def test_weights_that_are_not_a_state_dict_are_refused_before_any_work(tmp_path):
+    """--weights is read with no unpickling of objects: a pickled module, or a file carrying code, is one line
+    saying how to save a state dict, and the code never runs."""
+    import torch
+    from tests.hwnas.test_tensorfile import malicious_torch_file
+    marker = tmp_path / "pwned"
+    malicious_torch_file(tmp_path / "evil.pt", marker)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    for f in ("evil.pt", "module.pt"):
+        r = hwnas("adapt", "mobilenet_v2", "--budget", "2ms", "--weights", str(tmp_path / f),
+                  "--out", str(tmp_path / "run"))
+        assert_one_line_error(r, "hold more than tensors", only_line=True)
+    assert not marker.exists()
+    (tmp_path / "garbage.pt").write_bytes(b"\x00garbage")
+    assert_one_line_error(hwnas("adapt", "mobilenet_v2", "--budget", "2ms", "--weights", str(tmp_path / "garbage.pt"),
+                                "--out", str(tmp_path / "run")), "not a torch state dict", only_line=True)
+
+
+def test_resume_refuses_a_pickled_iteration_checkpoint_without_running_it(tmp_path):
+    """A run directory whose network file is a pickle (an older hwnas's, or planted) is refused on --resume."""
+    import json
+    from hwnas.adapt import AdaptConfig
+    from hwnas.adapt.netadapt import NetAdapt
+    from tests.hwnas.test_tensorfile import malicious_torch_file
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    cfg = AdaptConfig("mobilenet_v2", budget_ms=2.0, out=str(out))
+    state = {**NetAdapt(cfg)._config_record(), "phase": "iterate", "current": "checkpoints/iter_000.safetensors",
+             "trajectory": [{"iteration": 0, "measured_ms": 3.0, "accuracy": 0.5}], "original_ms": 3.0,
+             "fine_tune_steps": 0, "min_width_ms": 0.5, "start": "x"}
+    (out / "state.json").write_text(json.dumps(state))
+    marker = tmp_path / "pwned"
+    malicious_torch_file(out / "checkpoints" / "iter_000.safetensors", marker)
+    r = hwnas("adapt", "mobilenet_v2", "--budget", "2ms", "--out", str(out), "--resume")
+    assert_one_line_error(r, "is a pickle")
+    assert not marker.exists()

@@ -102,4 +102,4 @@ def test_supernet_estimator_end_to_end(tmp_path):
     info = summary["estimator_info"]
     assert "spearman" in json.dumps(info).lower()
     assert all(0 <= json.loads(x)["accuracy"] <= 1 for x in (out / "samples.jsonl").read_text().splitlines())
-    assert list((tmp_path / "cache" / "supernet").glob("*.pt"))
+    assert list((tmp_path / "cache" / "supernet").glob("*.safetensors"))

@@ -140,3 +140,16 @@ def test_kill_9_at_any_point_loses_and_repeats_nothing(tmp_path, strategy):
     assert [r["i"] for r in got] == list(range(n))          # nothing lost, nothing twice
     assert [r["arch"] for r in got] == [r["arch"] for r in ref]
     assert [r["reward"] for r in got] == [r["reward"] for r in ref]
+
+
+def test_resume_refuses_a_pickled_strategy_checkpoint_without_running_it(tmp_path):
+    """A strategy.ckpt is tensors + JSON; a pickle there (an attack, or an older hwnas's file) is one clear
+    error and its code never runs."""
+    from tests.hwnas.test_tensorfile import malicious_pickle, malicious_torch_file
+    _toy_run(tmp_path, strategy="rl", n=4).run()
+    marker = tmp_path / "pwned"
+    for write in (malicious_pickle, malicious_torch_file):
+        write(tmp_path / "strategy.ckpt", marker)
+        with pytest.raises(HwnasError, match="strategy checkpoint .* is a pickle"):
+            _toy_run(tmp_path, strategy="rl", n=6, resume=True).run()
+    assert not marker.exists()

@@ -17,7 +17,7 @@ def space():
 
 def make(space, tmp_path, **kw):
     opts = dict(steps=4, batch_size=16, bn_batches=1, validate=3, validate_steps=2, checkpoint_every=2,
-                checkpoint=str(tmp_path / "sn.pt"))
+                checkpoint=str(tmp_path / "sn.safetensors"))
     opts.update(kw)
     return get_estimator("supernet", space, data="digits", seed=0, **opts)
 
@@ -25,7 +25,7 @@ def make(space, tmp_path, **kw):
 def test_paths_share_modules_and_estimates_are_accuracies(space, tmp_path):
     est = make(space, tmp_path)
     net = est.supernet()
-    assert est.trained_steps_now == 4 and (tmp_path / "sn.pt").exists()
+    assert est.trained_steps_now == 4 and (tmp_path / "sn.safetensors").exists()
     a = space.sample(np.random.default_rng(1))
     b = list(a)
     b[-6] = (b[-6] + 1) % len(space.decisions()[-6].choices)  # another op in the last block only
@@ -88,3 +88,12 @@ def test_bad_options_and_spaces(space, tmp_path):
         make(space, tmp_path, epochs=3)
     with pytest.raises(HwnasError, match="at least 3"):
         make(space, tmp_path).spearman(n=2)
+
+
+def test_a_pickled_supernet_checkpoint_is_refused_without_running_it(space, tmp_path):
+    from tests.hwnas.test_tensorfile import malicious_torch_file
+    marker = tmp_path / "pwned"
+    malicious_torch_file(tmp_path / "sn.safetensors", marker)
+    with pytest.raises(HwnasError, match="supernet checkpoint .* is a pickle"):
+        make(space, tmp_path).supernet()
+    assert not marker.exists()
