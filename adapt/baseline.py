@@ -13,11 +13,13 @@ from hwnas.adapt.proposals import fine_tune
 
 
 def measure_width(device, start, shape, mult: float, unit: int, runs: int) -> tuple[float, object]:
+    """(measured latency, model) of `start` scaled to `mult` (the measurement protocol, `runs` per round)."""
+    from hwnas.latency.protocol import NETWORK
     model = scale_width(copy.deepcopy(start), shape, mult, unit).eval()
-    return float(device.measure(model, input_shape=shape, warmup=max(5, runs // 5), runs=runs).median), model
+    return device.latency(model, shape, NETWORK.but(runs=runs)).ms, model
 
 
-def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: int = 30,
+def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: int = 10,
                   iterations: int = 7) -> tuple[float, float]:
     """(multiplier, measured ms): the widest uniform multiplier measuring ≤ target_ms."""
     lo, hi = 1e-9, 1.0
@@ -36,7 +38,7 @@ def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: i
 
 
 def evaluate_width(device, start, shape, mult: float, data: dict, steps: int, *, unit: int = 8, batch_size: int = 64,
-                   lr: float = 0.01, seed: int = 0, runs: int = 30) -> dict:
+                   lr: float = 0.01, seed: int = 0, runs: int = 10) -> dict:
     from hwnas.models import stats
     ms, model = measure_width(device, start, shape, mult, unit, runs)
     acc = fine_tune(model, data, steps, batch_size, lr, seed, f"uniform x{mult:.3f}")

@@ -2,7 +2,7 @@
 
 `LayerCosts(device, model, input_shape)` answers `.latency(layer_name, cin, cout)`. Each distinct conv
 (kernel, stride, groups kind, input size, cin, cout) is timed alone on the device the first time it is
-asked for (through `Device.measure` — the project's one timing loop) and kept in the project's latency
+asked for (with the measurement protocol, hwnas.latency.protocol.OP) and kept in the project's latency
 table store (hwnas.latency.lut.LutStore, keyed by the device fingerprint), so later iterations and later
 runs reuse it, and `hwnas lut export/import/list` see these rows like any other. Only the (cin, cout) points the
 search actually asks for are timed (a bisection per group), never a full grid.
@@ -27,11 +27,11 @@ def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
 
 
 class LayerCosts:
-    def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None,
-                 runs: int = 50, warmup: int = 10):
+    def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None, protocol=None):
+        from hwnas.latency.protocol import OP
         self.device = device
         self.fp = device.fingerprint_key()
-        self.runs, self.warmup = runs, warmup
+        self.protocol = protocol or OP
         self.sizes = conv_inputs(model, input_shape)
         self.specs = {n: (m.kernel_size, m.stride, m.padding, m.dilation, m.groups > 1 and m.groups == m.in_channels)
                       for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
@@ -56,9 +56,9 @@ class LayerCosts:
             cout = cin
         conv = nn.Conv2d(cin, cout, k, s, p, d, groups=cin if dw else 1, bias=False).eval()
         h, w = self.sizes[name]
-        m = self.device.measure(conv, input_shape=(1, cin, h, w), warmup=self.warmup, runs=self.runs)
+        lat = self.device.latency(conv, (1, cin, h, w), self.protocol)
         fp = self.device.fingerprint()
-        self.store.put(fp, f"{fp.get('runtime')} {fp.get('runtime_version')}", key, m)
+        self.store.put_latency(fp, f"{fp.get('runtime')} {fp.get('runtime_version')}", key, lat)
         self.timed += 1
         return self.store.get(self.fp, key)["value_ms"]
 

@@ -49,7 +49,7 @@ class AdaptConfig:
     lr: float = 0.01
     pretrain_lr: float = 0.05
     seed: int = 0
-    runs: int = 30                  # device repeats per whole-network measurement
+    runs: int = 10                  # timed runs per round of the measurement protocol (whole networks)
     max_iterations: int = 200
     devices_file: str | None = None
     layer_db: str | None = None
@@ -70,23 +70,12 @@ def _stats(model, shape) -> dict:
     return {k: int(v) for k, v in stats(model, shape).items()}
 
 
-def _measure(device, model, shape, runs: int) -> float:
-    """Median latency on the device; adaptive (at least `runs` repeats over at least 0.5 s, until the median's
-    95% CI is within ±1%, capped at 3 s) because the budget decision rests on it."""
-    model.eval()
-    return float(device.measure(model, input_shape=shape, warmup=max(10, runs // 5), runs=runs, adaptive=True,
-                                min_runs=runs, rel_ci=0.01, time_cap_s=3.0, min_time_s=0.5).median)
-
-
-def _measure_settled(device, model, shape, runs: int, limit_ms: float, tries: int = 3) -> float:
-    """`_measure`, repeated (up to `tries` times, the lowest kept) while it is above `limit_ms`: pruning only
-    removes work, so a reading above what is expected is taken as a busy machine until it repeats."""
-    measured = _measure(device, model, shape, runs)
-    for _ in range(tries - 1):
-        if measured <= limit_ms:
-            break
-        measured = min(measured, _measure(device, model, shape, runs))
-    return measured
+def _measure(device, models: dict, shape, runs: int) -> dict:
+    """{name: measured latency} of the networks on the device, measured together with the measurement
+    protocol (`runs` timed runs per round): every budget decision rests on it."""
+    from hwnas.latency.protocol import NETWORK, measure_latency
+    lat = measure_latency(device, {k: (m.eval(), shape) for k, m in models.items()}, NETWORK.but(runs=runs))
+    return {k: v.ms for k, v in lat.items()}
 
 
 def _create(cfg: AdaptConfig, num_classes: int, model=None):
@@ -238,8 +227,8 @@ class NetAdapt:
         model = _create(cfg, split.num_classes, self.user_model)
         # Reachability first, before any training: the narrowest network this method can produce.
         narrow = scale_width(copy.deepcopy(model), shape, 1e-9, cfg.unit)
-        min_ms = _measure(device, narrow, shape, cfg.runs)
-        orig_ms = _measure(device, model, shape, cfg.runs)
+        ms = _measure(device, {"minimum": narrow, "original": model}, shape, cfg.runs)
+        min_ms, orig_ms = ms["minimum"], ms["original"]
         _log(f"{cfg.model}: {orig_ms:.3f} ms measured on {cfg.device}; minimum width {min_ms:.3f} ms; "
              f"budget {cfg.budget_ms:.3f} ms")
         if min_ms > cfg.budget_ms:
@@ -294,8 +283,7 @@ class NetAdapt:
         results = pool.map(proposals)
         chosen = _pick(results, cur_acc, cur_ms)
         model = load_model(chosen.model_out, self.template)
-        # slower than before pruning means the machine was busy: measure again, keep the best
-        measured = _measure_settled(device, model, shape, cfg.runs, cur_ms * 1.05)
+        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"]
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
                "new_channels": chosen.new_channels, "target_ms": target, "predicted_ms": chosen.predicted_ms,
@@ -382,8 +370,7 @@ class NetAdapt:
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
                         show_progress=True)
-        # a miss is re-measured before it sends the network back to pruning (noise would over-prune it)
-        measured = _measure_settled(device, model, shape, max(cfg.runs, 50), cfg.budget_ms)
+        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"]
         path = self._save(model, "final.safetensors")
         state = {**state, "final": {"path": path, "accuracy": float(acc), "measured_ms": measured,
                                     "long_term_steps": steps},

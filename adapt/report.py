@@ -47,16 +47,12 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
     """The adapted network as files (no pickle: `adapted.safetensors` holds the weights under their state-dict
     names plus the layer record `hwnas.adapt.modelfile.load_network` rebuilds it from), trajectory, summary."""
     import shutil
+
+    from hwnas.latency.protocol import statistic_of
     from hwnas.models import stats
     model = model.eval()
     shutil.copyfile(out / state["final"]["path"], out / "adapted.safetensors")
-    from hwnas.latency.export import export_onnx
-    export_onnx(model, shape, out / "adapted.onnx")
-    files = ["adapted.safetensors", "adapted.onnx"]
-    if device.artifact_format == "tflite":
-        from hwnas.latency.tflite import export_tflite
-        export_tflite(model, shape, out / "adapted.tflite")
-        files.append("adapted.tflite")
+    files = ["adapted.safetensors"] + [Path(p).name for p in device.export_final(model, shape, out, "adapted").values()]
     rows = state["trajectory"]
     write_trajectory(out, rows)
     first, final = rows[0], state["final"]
@@ -68,6 +64,7 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
                      "macs": first["macs"]},
         "adapted": {"measured_ms": final["measured_ms"], "accuracy": final["accuracy"], "params": s["params"],
                     "macs": s["macs"]},
+        "latency_statistic": statistic_of(device),
         "speedup": first["measured_ms"] / final["measured_ms"],
         "budget_met": final["measured_ms"] <= state["budget_ms"],
         "fine_tune_steps": state["fine_tune_steps"], "min_width_ms": state["min_width_ms"],

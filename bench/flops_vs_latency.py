@@ -1,9 +1,9 @@
 """Speed is not FLOPs: multiply-accumulates versus measured latency for the zoo, on this machine.
 
 For every registry network (or a subset), counts MACs (convs + linears, hwnas.models.stats) and times
-it with `get_device(name).measure(model, shape, warmup=, runs=)` on each device (default `cpu` =
-onnxruntime 1 thread, and `litert-cpu` = LiteRT/XNNPACK 1 thread). Prints a table, the Spearman rank
-correlation between MACs and median latency per device, the networks furthest from the MACs trend
+it with the measurement protocol (`get_device(name).latency(model, shape, warmup=, runs=)`: runs per round)
+on each device (default `cpu` = onnxruntime 1 thread, and `litert-cpu` = LiteRT/XNNPACK 1 thread). Prints a
+table, the Spearman rank correlation between MACs and measured latency per device, the networks furthest from the MACs trend
 (latency per GMAC, highest and lowest) and writes a log-log scatter plot (PNG).
 
 Results are appended to a JSON-lines checkpoint as each (model, device) finishes; a rerun with the same
@@ -138,8 +138,9 @@ def main(argv=None) -> int:
             row = {"model": name, "device": dev_name, "size": size, "runs": args.runs,
                    "macs": zoo.count_macs(model, shape), "params": zoo.count_params(model)}
             try:
-                m = dev.measure(model, shape, warmup=args.warmup, runs=args.runs)
-                row.update(median_ms=m.median, p10_ms=m.p10, p90_ms=m.p90)
+                lat = dev.latency(model, shape, warmup=args.warmup, runs=args.runs)  # the measurement protocol
+                row.update(median_ms=lat.ms, statistic=lat.statistic, spread_pct=lat.spread_pct,
+                           raw_p10_ms=lat.raw.p10, raw_p90_ms=lat.raw.p90)
             except Exception as e:  # noqa: BLE001 - one network that cannot run there must not stop the study
                 row.update(median_ms=None, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
             with ckpt.open("a") as f:  # one line per finished measurement: the checkpoint

@@ -1,9 +1,9 @@
 """Benchmark of the latency tables on a device (default `cpu`: onnxruntime, 1 thread).
 
-Prints: the time to build the whole table of a space (ops in interleaved rounds + the correction's
-networks), the predictor's throughput, and validation on held-out networks timed end to end: fraction
-within ±5% / ±10%, RMSE, Spearman, next to the bare op sum and the noise floor (the same networks timed
-twice). Goal on `cpu` for `mnasnet`: >= 99.5% within ±10%, >= 95% within ±5%, build < 15 min
+Prints: the time to build the whole table of a space (every op measured with the measurement protocol +
+the correction's networks), the predictor's throughput, and validation on held-out networks measured end to
+end: fraction within ±5% / ±10%, RMSE, Spearman, next to the bare op sum and the noise floor (the same
+networks measured twice). Goal on `cpu` for `mnasnet`: >= 99.5% within ±10%, >= 95% within ±5%, build < 15 min
 (nn-Meter reports 99.0% within ±10% on a Pixel 4 CPU).
 
 usage: python bench/lut.py [--space mnasnet] [--device cpu] [--samples 100] [--seed 1] [--db FILE]
@@ -37,8 +37,8 @@ def main():
 
     space, dev = get_space(args.space), get_device(args.device)
     rep = build_lut(space, dev, args.db)
-    print(f"\nbuild: {rep.ops} ops x 3 rounds ({rep.measured} rows timed now, {rep.skipped} reused) + "
-          f"{rep.networks} network timings: {rep.seconds / 60:.1f} min (goal < 15 min for a fresh build)")
+    print(f"\nbuild: {rep.ops} ops, {rep.statistic} ({rep.measured} measured now, {rep.skipped} reused) + "
+          f"{rep.networks} networks: {rep.seconds / 60:.1f} min (goal < 15 min for a fresh build)")
 
     pred = LatencyPredictor.for_space(space, dev, db_path=args.db)
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def main():
     png = Path(args.db).with_name(f"{Path(args.db).stem}-{args.space}.png")  # next to the table, not in the cwd
     v = validate(space, dev, args.db, samples=args.samples, seed=args.seed, png=png)
     print(f"\nvalidation: {v['predictor']['n']} held-out networks (seed {args.seed}), statistic: {v['statistic']} "
-          f"of {v['rounds']} interleaved rounds")
+          f"of {v['rounds']:.1f} interleaved rounds on average")
     print(f"{'':<14}{'±5%':>8}{'±10%':>8}{'RMSE ms':>10}{'mean|err|%':>12}{'max|err|%':>11}{'Spearman':>10}")
     for label, key in (("predictor", "predictor"), ("bare op sum", "raw_op_sum"), ("noise floor", "noise_floor")):
         r = v[key]

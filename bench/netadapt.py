@@ -41,8 +41,7 @@ def run_one(name: str, args) -> dict:
     data = {"spec": args.data, "image_size": args.input_size, "channels": 3, "seed": 0}
     split = load_split(data)
     shape = (1, *split.input_shape)
-    budget = args.budget or 0.5 * dev.measure(create(name, num_classes=split.num_classes).eval(), input_shape=shape,
-                                              runs=50).median
+    budget = args.budget or 0.5 * dev.latency(create(name, num_classes=split.num_classes).eval(), shape).ms
     t0 = time.time()
     cfg = AdaptConfig(name, budget_ms=budget, device=args.device, data=args.data, input_size=args.input_size,
                       out=str(out), short_steps=args.short_steps, long_epochs=args.long_epochs,
@@ -78,16 +77,14 @@ def _uniform(start, shape, mult: float, unit: int = 8):
     return scale_width(copy.deepcopy(start), shape, mult, unit).eval()
 
 
-def side_by_side(dev, shape, models: dict, rounds: int) -> dict:
-    """The networks timed in interleaved rounds (the same moments of the machine): per network the minimum
-    and the median of its round medians. Separate measurements minutes apart are not comparable here."""
-    arts = {name: dev.prepare(m.eval(), shape) for name, m in models.items()}
-    meds: dict = {name: [] for name in arts}
-    for _ in range(rounds):
-        for name, art in arts.items():
-            meds[name].append(float(dev.measure(art, warmup=10, runs=50).median))
-    import statistics
-    return {name: {"min_ms": min(v), "median_ms": statistics.median(v), "rounds": v} for name, v in meds.items()}
+def side_by_side(dev, shape, models: dict, min_rounds: int) -> dict:
+    """The networks measured together with the measurement protocol (interleaved rounds: the same moments of
+    the machine). Separate measurements minutes apart are less comparable."""
+    from hwnas.latency.protocol import measure_latency
+    lat = measure_latency(dev, {name: (m.eval(), shape) for name, m in models.items()},
+                          min_rounds=min_rounds, max_rounds=max(12, min_rounds))
+    return {name: {"ms": v.ms, "statistic": v.statistic, "spread_pct": v.spread_pct, "rounds": v.segments_ms}
+            for name, v in lat.items()}
 
 
 def report(r: dict) -> None:
@@ -116,9 +113,8 @@ def report(r: dict) -> None:
               f"{r['adapt_seconds']:.0f} s")
     side = r.get("side_by_side")
     if side:
-        print(f"side by side ({len(next(iter(side.values()))['rounds'])} interleaved rounds of 50 runs; min / median "
-              f"of round medians): " + ", ".join(f"{k} {v['min_ms']:.3f} / {v['median_ms']:.3f} ms"
-                                                 for k, v in side.items()))
+        print("side by side (measured together, interleaved): " + ", ".join(
+            f"{k} {v['ms']:.3f} ms ({v['statistic']}, halves ±{v['spread_pct'] / 2:.1f}%)" for k, v in side.items()))
     own, kids = r["peak_rss_gib"]
     print(f"peak resident memory: {own:.2f} GiB (this process), {kids:.2f} GiB (largest worker)")
 
@@ -140,7 +136,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--curve", type=float, nargs="*", default=[0.5, 0.75, 1.0])
     ap.add_argument("--out", default="/tmp/hwnas-bench-netadapt")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side timing")
+    ap.add_argument("--rounds", type=int, default=5, help="minimum interleaved rounds of the side-by-side measurement")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     results = [run_one(m, args) for m in args.models]

@@ -21,7 +21,6 @@ once (the LUT store's primary key makes a duplicate impossible anyway).
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -381,33 +380,32 @@ def _worker_cache() -> dict:
     return _LOCAL.cache
 
 
-def measure_job(entry, warmup: int, runs: int, job) -> dict:
-    """Runs where the device's queue lives: prepare (export) the job's model there, time it, return the
-    Measurement as a dict. `job` = (job_id, cache_key, make_model, input_shape)."""
+def measure_job(entry, protocol, chunk) -> list[tuple]:
+    """Runs where the device's queue lives: prepare (export) a chunk of models there and measure them
+    together with the measurement protocol. `chunk` = [(key, make_model, input_shape)]; returns
+    [(key, Latency as a dict)]."""
     from hwnas.latency.devices import Device
-    _, cache_key, make_model, input_shape = job
+    from hwnas.latency.protocol import measure_latency
     cache = _worker_cache()
     dkey = (entry.name, entry.source)
     dev = cache["devices"].get(dkey)
     if dev is None:
         dev = cache["devices"][dkey] = Device(entry)
-    art = cache["artifacts"].get((dkey, cache_key))
-    if art is None:
-        with _EXPORT_LOCK:
-            art = cache["artifacts"][(dkey, cache_key)] = dev.prepare(make_model(), input_shape)
-    return dev.measure(art, warmup=warmup, runs=runs).to_dict()
+    arts = {}
+    for key, make_model, input_shape in chunk:
+        art = cache["artifacts"].get((dkey, repr(key)))
+        if art is None:
+            with _EXPORT_LOCK:
+                art = cache["artifacts"][(dkey, repr(key))] = dev.prepare(make_model(), input_shape)
+        arts[key] = art
+    return [(k, lat.to_dict(samples=True)) for k, lat in measure_latency(dev, arts, protocol).items()]
 
 
 def queue_id(device) -> str:
-    """The queue a device's measurements go through: its agent (+ device on the agent), its phone, or the
-    cores of this host (every local CPU/GPU device of one machine shares one queue, as on the agent)."""
-    o = device.entry.options
-    backend = device.entry.backend
-    if backend == "remote":
-        return f"agent {o.host}:{o.port}/{o.device}"
-    if backend == "adb":
-        return f"phone {getattr(o, 'serial', None) or device.name}"
-    return f"host {socket.gethostname()}"
+    """The queue a device's measurements go through: its timing resource, as the device layer defines it
+    (an agent + device on it, a phone, or the cores of this host: every local CPU/GPU device of one machine
+    shares one queue, as on the agent)."""
+    return device.timing_resource()
 
 
 def pool_members(device) -> list:
@@ -416,11 +414,11 @@ def pool_members(device) -> list:
     return list(members) if members else [device]
 
 
-def measure_jobs(executor: Executor, device, jobs: list[tuple], *, warmup: int, runs: int, retries: int = 2,
+def measure_jobs(executor: Executor, device, jobs: list[tuple], protocol, *, chunk: int = 16, retries: int = 2,
                  log: Callable[[str], None] | None = None) -> Iterator[tuple[Any, Any]]:
-    """Time every job on `device` (or across its farm), one measurement per device at a time.
-    jobs: (job_id, cache_key, make_model, input_shape). Yields (job_id, Measurement) as they finish."""
-    from hwnas.latency.measure import Measurement
+    """Measure every job = (key, make_model, input_shape) on `device` (or across its farm) with `protocol`, in
+    chunks, one chunk per device at a time. Yields (key, Latency) as chunks finish."""
+    from hwnas.latency.protocol import Latency
     queues: dict[str, tuple] = {}
     env: dict[str, dict] = {}
     for d in pool_members(device):
@@ -428,13 +426,22 @@ def measure_jobs(executor: Executor, device, jobs: list[tuple], *, warmup: int, 
         if q in queues:
             raise HwnasError(f"device {device.name!r}: {d.name!r} and another member measure on the same {q}; "
                              f"a pool needs distinct devices")
-        queues[q] = (d.entry, warmup, runs)
+        queues[q] = (d.entry, protocol)
         token_env = getattr(d.entry.options, "token_env", None)
         if token_env and os.environ.get(token_env):
             env[q] = {token_env: os.environ[token_env]}
+    # at least two chunks per device of the pool, so that the work spreads and a lost device loses little
+    chunk = max(1, min(chunk, -(-len(jobs) // (2 * len(queues)))))
+    chunks = [(f"{len(jobs[i:i + chunk])} jobs from {jobs[i][0]!r}", jobs[i:i + chunk])
+              for i in range(0, len(jobs), chunk)]
     per_queue = {q: 0 for q in queues}
-    for job, q, value in route(executor, measure_job, jobs, queues, retries=retries, env=env, log=log):
-        per_queue[q] += 1
-        yield job[0], Measurement.from_dict(value)
+    for (_, part), q, value in route(executor, _measure_chunk, chunks, queues, retries=retries, env=env, log=log):
+        per_queue[q] += len(part)
+        for key, d in value:
+            yield key, Latency.from_dict(d)
     if log and len(queues) > 1 and jobs:
-        log(f"device pool {device.name!r}: timed " + ", ".join(f"{n} on {q}" for q, n in per_queue.items()))
+        log(f"device pool {device.name!r}: measured " + ", ".join(f"{n} on {q}" for q, n in per_queue.items()))
+
+
+def _measure_chunk(entry, protocol, item):
+    return measure_job(entry, protocol, item[1])

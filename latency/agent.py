@@ -30,11 +30,6 @@ from hwnas.latency.devices import Device, get_device, list_devices
 SUFFIXES = (".onnx", ".tflite")
 
 
-# Devices that time on this machine's own cores share one lock: `cpu` and `cpu-all` must never time at
-# once. A phone (adb) times on its own cores, so it gets a lock of its own.
-_HOST_BACKENDS = ("onnxruntime", "torch", "litert")
-
-
 class _DeviceSlot:
     def __init__(self, device: Device, lock: threading.Lock):
         self.device = device
@@ -57,7 +52,12 @@ def create_app(token: str | None, devices_file=None, max_upload_mb: float = 200.
                     device = get_device(name, devices_file)
                 except HwnasError as e:
                     raise HTTPException(404, str(e)) from None
-                resource = "host" if device.entry.backend in _HOST_BACKENDS else f"device:{name}"
+                # one lock per timing resource (the device layer's definition: every device on this machine's
+                # cores shares one, so `cpu` and `cpu-all` never time at once; a phone has its own)
+                try:
+                    resource = device.timing_resource()
+                except HwnasError as e:
+                    raise HTTPException(404, str(e)) from None
                 slots[name] = _DeviceSlot(device, resource_locks.setdefault(resource, threading.Lock()))
             return slots[name]
 
@@ -94,7 +94,12 @@ def create_app(token: str | None, devices_file=None, max_upload_mb: float = 200.
                             filename: str = Query(..., description="name of the uploaded model, .onnx or .tflite"),
                             warmup: int = Query(10, ge=0, le=10000), runs: int = Query(50, ge=1, le=100000),
                             adaptive: bool = False, per_op: bool = False,
-                            input_shape: str | None = Query(None, description="e.g. 1x3x224x224 or name=1x3x..")) -> dict:
+                            input_shape: str | None = Query(None, description="e.g. 1x3x224x224 or name=1x3x.."),
+                            rel_ci: float | None = Query(None, gt=0, lt=1), min_runs: int | None = Query(None, ge=1),
+                            max_runs: int | None = Query(None, ge=1, le=100000),
+                            time_cap_s: float | None = Query(None, gt=0, le=3600),
+                            min_time_s: float | None = Query(None, ge=0, le=3600),
+                            paired: bool | None = None, pair_every: int | None = Query(None, ge=1, le=10000)) -> dict:
         suffix = Path(filename).suffix.lower()
         if suffix not in SUFFIXES:
             raise HTTPException(400, f"upload a .onnx or .tflite file, not {filename!r}")
@@ -115,14 +120,17 @@ def create_app(token: str | None, devices_file=None, max_upload_mb: float = 200.
                     f.write(chunk)
             if size == 0:
                 raise HTTPException(400, "empty upload")
+            protocol = {k: v for k, v in (("rel_ci", rel_ci), ("min_runs", min_runs), ("max_runs", max_runs),
+                                          ("time_cap_s", time_cap_s), ("min_time_s", min_time_s),
+                                          ("paired", paired), ("pair_every", pair_every)) if v is not None}
             return await run_in_threadpool(_run, s, path, Path(filename).stem, warmup, runs, adaptive, per_op,
-                                           input_shape, queue_timeout_s)
+                                           input_shape, queue_timeout_s, protocol)
 
     return app
 
 
 def _run(s: _DeviceSlot, path: Path, name: str, warmup: int, runs: int, adaptive: bool, per_op: bool,
-         input_shape, queue_timeout_s: float) -> dict:
+         input_shape, queue_timeout_s: float, protocol: dict) -> dict:
     asked = time.time()
     if not s.lock.acquire(timeout=queue_timeout_s):
         raise HTTPException(503, f"device {s.device.name!r} stayed busy for {queue_timeout_s:g}s; try again later")
@@ -133,10 +141,12 @@ def _run(s: _DeviceSlot, path: Path, name: str, warmup: int, runs: int, adaptive
             dev.check()
             artifact = dev.prepare(str(path), input_shape)
             artifact.name = name
-            m = dev.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive)
+            m = dev.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
             ops = dev.profile_ops(artifact, warmup=min(warmup, 5), runs=min(runs, 20)) if per_op else None
         except HwnasError as e:
             raise HTTPException(400, str(e)) from None
+        finally:
+            dev.close()  # the upload is deleted after this request: keep none of its loaded models
         finished = time.time()
     finally:
         s.lock.release()

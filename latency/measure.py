@@ -34,9 +34,15 @@ class Measurement:
     warmup: int = 0
     samples_ms: list[float] = field(default_factory=list, repr=False)
     stopped_by: str = "runs"  # "runs", "converged" (adaptive CI reached) or "time_cap"
+    # paired calibration (hwnas.latency.calibration): times of the reference kernel run between the timed calls
+    # (one after every `pair_every` of them) and the reference's nominal time on this device
+    paired_ms: list[float] = field(default_factory=list, repr=False)
+    pair_every: int = 0
+    reference_ms: float | None = None
 
     @classmethod
-    def from_samples(cls, samples_ms, warmup: int = 0, stopped_by: str = "runs") -> "Measurement":
+    def from_samples(cls, samples_ms, warmup: int = 0, stopped_by: str = "runs", paired_ms=(),
+                     pair_every: int = 0) -> "Measurement":
         a = np.asarray(samples_ms, dtype=np.float64)
         if a.size == 0:
             raise ValueError("no samples")
@@ -44,7 +50,7 @@ class Measurement:
         return cls(median=float(med), mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else 0.0,
                    min=float(a.min()), max=float(a.max()), p10=float(p10), p90=float(p90), p95=float(p95),
                    p99=float(p99), count=int(a.size), warmup=warmup, samples_ms=[float(x) for x in a],
-                   stopped_by=stopped_by)
+                   stopped_by=stopped_by, paired_ms=[float(x) for x in paired_ms], pair_every=int(pair_every))
 
     def stat(self, name: str) -> float:
         if name not in STATISTICS:
@@ -54,14 +60,21 @@ class Measurement:
     def to_dict(self, samples: bool = True) -> dict:
         d = {k: getattr(self, k) for k in STATISTICS}
         d.update(count=self.count, warmup=self.warmup, stopped_by=self.stopped_by)
+        if self.reference_ms is not None:
+            d.update(reference_ms=self.reference_ms, pair_every=self.pair_every)
         if samples:
             d["samples_ms"] = list(self.samples_ms)
+            if self.paired_ms:
+                d["paired_ms"] = list(self.paired_ms)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Measurement":
+        ref = d.get("reference_ms")
         return cls(**{k: d[k] for k in STATISTICS}, count=int(d["count"]), warmup=int(d.get("warmup", 0)),
-                   samples_ms=list(d.get("samples_ms", [])), stopped_by=d.get("stopped_by", "runs"))
+                   samples_ms=list(d.get("samples_ms", [])), stopped_by=d.get("stopped_by", "runs"),
+                   paired_ms=list(d.get("paired_ms", [])), pair_every=int(d.get("pair_every", 0)),
+                   reference_ms=None if ref is None else float(ref))
 
 
 def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
@@ -78,27 +91,53 @@ def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
 
 def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
             rel_ci: float = 0.01, min_runs: int = 10, max_runs: int = 2000, time_cap_s: float = 60.0,
-            min_time_s: float = 0.0, on_sample: Callable[[int, float], None] | None = None) -> Measurement:
+            min_time_s: float = 0.0, on_sample: Callable[[int, float], None] | None = None,
+            pair: Callable[[], Any] | None = None, pair_every: int = 1) -> Measurement:
     """Time `fn()` (which must do one complete inference with inputs made beforehand).
 
     Fixed mode runs exactly `runs` timed calls. Adaptive mode keeps going until the 95% CI of the
     median is within ±rel_ci of the median (after at least `min_runs` and `min_time_s` of timing), `max_runs`,
     or `time_cap_s`. `min_time_s` matters for sub-millisecond models: 30 runs of 0.2 ms span 6 ms, short
     enough for one burst of other work on the machine to move the whole median.
+
+    `pair` (paired calibration): a fixed reference kernel run twice after every `pair_every` timed calls, the
+    second run timed (the first gives it back its caches, so its reading does not depend on what ran before),
+    so that each stretch of samples has a reading of the machine's speed at that moment next to it
+    (Measurement.paired_ms; see hwnas.latency.protocol).
     """
     if warmup < 0 or runs < 1:
         raise ValueError("warmup must be >= 0 and runs >= 1")
+    if pair_every < 1:
+        raise ValueError("pair_every must be >= 1")
     for _ in range(warmup):
         fn()
+        if pair is not None:
+            pair()
     clock = time.perf_counter_ns
     samples: list[float] = []
+    paired: list[float] = []
     append = samples.append
     stopped_by = "runs"
-    if not adaptive:
-        for _ in range(runs):
+
+    def one() -> None:
+        t0 = clock()
+        fn()
+        append((clock() - t0) * 1e-6)
+        if pair is not None and len(samples) % pair_every == 0:
+            pair()  # untimed: the reference's own caches back, whatever ran before it
             t0 = clock()
-            fn()
-            append((clock() - t0) * 1e-6)
+            pair()
+            paired.append((clock() - t0) * 1e-6)
+
+    if not adaptive:
+        if pair is None:  # the tight loop: nothing but the clock around each call
+            for _ in range(runs):
+                t0 = clock()
+                fn()
+                append((clock() - t0) * 1e-6)
+        else:
+            for _ in range(runs):
+                one()
         if on_sample is not None:
             for i, s in enumerate(samples):
                 on_sample(i, s)
@@ -107,9 +146,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
         deadline, settled = start + time_cap_s, start + min_time_s
         check_every = 5
         while True:
-            t0 = clock()
-            fn()
-            append((clock() - t0) * 1e-6)
+            one()
             n = len(samples)
             if on_sample is not None:
                 on_sample(n - 1, samples[-1])
@@ -124,4 +161,5 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
             if time.monotonic() > deadline:
                 stopped_by = "time_cap"
                 break
-    return Measurement.from_samples(samples, warmup=warmup, stopped_by=stopped_by)
+    return Measurement.from_samples(samples, warmup=warmup, stopped_by=stopped_by, paired_ms=paired,
+                                    pair_every=pair_every if pair is not None else 0)

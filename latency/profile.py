@@ -19,30 +19,47 @@ def with_threads(device: Device, threads: int | None) -> Device:
     return Device(entry)
 
 
-def profile(device: Device | str, model, input_shape=None, *, warmup: int = 10, runs: int = 50,
-            adaptive: bool = False, per_op: bool = False, threads: int | None = None,
+def profile(device: Device | str, model, input_shape=None, *, warmup: int = 3, runs: int = 10,
+            rounds: int | None = None, adaptive: bool = False, per_op: bool = False, threads: int | None = None,
             devices_file=None, log=None) -> dict:
-    """Measure `model` (zoo name, torch module or model file) on `device`; `log`, if given, is told what is
-    being timed once the model is ready (so bad input fails before anything is printed)."""
+    """Measure `model` (zoo name, torch module or model file) on `device` with the measurement protocol
+    (`runs` timed runs per round, at least `rounds` rounds; `adaptive`: rounds until the halves agree within
+    ±0.5%). `log`, if given, is told what is being measured once the model is ready (so bad input fails
+    before anything is printed). The headline is `measured_ms`, the protocol's statistic (named beside it);
+    `latency_ms` also describes the raw counted runs."""
+    from hwnas.latency.protocol import NETWORK, measure_latency
     if isinstance(device, str):
         device = get_device(device, devices_file)
     device = with_threads(device, threads)
-    if warmup < 0 or runs < 1:
-        raise HwnasError("--warmup must be >= 0 and --runs >= 1")
+    protocol = NETWORK.but(warmup=warmup, runs=runs)
+    if rounds is not None:
+        protocol = protocol.but(min_rounds=rounds, max_rounds=max(protocol.max_rounds, rounds))
+    if adaptive:
+        protocol = protocol.but(agree=0.005, max_rounds=max(40, protocol.min_rounds))
+    protocol.check()
     device.check()
     artifact = device.prepare(model, input_shape)
     if log is not None:
-        log(f"profiling {artifact.name} on {device.name} ({warmup} warm-up, {'adaptive' if adaptive else runs} runs)")
-    m = device.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive)
+        log(f"profiling {artifact.name} on {device.name} ({warmup} warm-up + {runs} runs per round, at least "
+            f"{protocol.min_rounds} rounds, until two halves of the rounds agree within ±{100 * protocol.agree:g}%)")
+    lat = measure_latency(device, {artifact.name: artifact}, protocol)[artifact.name]
+    raw = lat.raw
     result = {
         "model": artifact.name,
         "device": device.name,
         "fingerprint": device.fingerprint(),
         "input_shapes": {k: list(v) for k, v in artifact.input_shapes.items()},
-        "latency_ms": m.to_dict(samples=False),
-        "runs": m.count,
-        "warmup": m.warmup,
-        "samples_ms": m.samples_ms,
+        "measured_ms": lat.ms,
+        "statistic": lat.statistic,
+        "latency_ms": {"measured": lat.ms, "statistic": lat.statistic, **raw.to_dict(samples=False)},
+        "reproducibility": {"rounds": lat.rounds, "halves_ms": list(lat.halves_ms), "spread_pct": lat.spread_pct,
+                            "stopped_by": lat.stopped_by, "reruns": lat.reruns, "segments_ms": lat.segments_ms},
+        "reference": lat.reference,
+        "protocol": protocol.to_dict(),
+        "runs": raw.count,         # timed runs counted (every round)
+        "runs_per_round": runs,    # asked for; the protocol raises it for models much shorter than its reference
+        "warmup": warmup,          # untimed runs before each round
+        "samples_ms": raw.samples_ms,
     }
     if artifact.meta.get("parity_max_abs_diff") is not None:
         result["export_parity_max_abs_diff"] = artifact.meta["parity_max_abs_diff"]

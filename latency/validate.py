@@ -1,10 +1,10 @@
 """Validation of a latency predictor: held-out networks timed end to end on the device.
 
 Architectures are sampled with the user's seed from a stream disjoint from the one the correction was
-fitted on (and any fit network is skipped). Each network is timed in `rounds` interleaved rounds with
-the same statistic as the table (minimum of round medians). Next to the predictor's accuracy the report
-gives the noise floor: the agreement between two independent halves of the rounds on the same networks,
-which no predictor can beat.
+fitted on (and any fit network is skipped). Each network is measured with the measurement protocol (the
+same definition as the table's). Next to the predictor's accuracy the report gives the noise floor: the
+same networks measured a second time, after the first pass, against the first pass (what the predictor is
+compared with), which no predictor can beat.
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.latency.lut.build import DEFAULTS, fit_archs, time_networks
+from hwnas.latency.lut.build import NETWORK_PROTOCOL, fit_archs, time_networks
 from hwnas.latency.lut.store import LutStore, space_id
 from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.protocol import Protocol, combine, statistic_of
 
 VALIDATION_STREAM = 0xA11D
 
@@ -48,12 +49,11 @@ def agreement(pred: np.ndarray, meas: np.ndarray) -> dict:
 
 
 def validate(space, device, db_path: str | os.PathLike | None = None, *, samples: int = 50, seed: int = 0,
-             rounds: int = 4, warmup: int = DEFAULTS["warmup"], runs: int = DEFAULTS["runs"],
-             png: str | os.PathLike | None = None, store: LutStore | None = None, show_progress: bool = True) -> dict:
+             protocol: Protocol = NETWORK_PROTOCOL, png: str | os.PathLike | None = None,
+             store: LutStore | None = None, show_progress: bool = True) -> dict:
     if samples < 1:
         raise HwnasError("--samples must be at least 1")
-    if rounds < 2:
-        raise HwnasError("validation needs at least 2 rounds (the noise floor compares halves of them)")
+    protocol.check()
     if isinstance(device, str):
         from hwnas.latency.devices import get_device
         device = get_device(device)
@@ -64,20 +64,22 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
     fit = set(store.networks(device.fingerprint_key(), space_id(space), "fit"))
     fit |= set(fit_archs(space, int(predictor.correction.get("n_networks", 0))))
     archs = validation_archs(space, samples, seed, exclude=fit)
-    time_networks(device, space, archs, store, "validate", rounds=rounds, warmup=warmup, runs=runs,
-                  show_progress=show_progress, description="held-out networks")
-    have = store.networks(device.fingerprint_key(), space_id(space), "validate")
-    per_round = np.array([[have[a][r] for r in range(rounds)] for a in archs])
-    measured = per_round.min(axis=1)
+    # measured twice, one pass after the other: the second measurement is the noise floor's other half
+    passes = []
+    for purpose, what in (("validate", "held-out networks"), ("validate-repeat", "held-out networks, again")):
+        time_networks(device, space, archs, store, purpose, protocol=protocol, show_progress=show_progress,
+                      description=what)
+        have = store.networks(device.fingerprint_key(), space_id(space), purpose)
+        passes.append([[have[a][r] for r in sorted(have[a])] for a in archs])
+    measured, again = (np.array([combine(r) for r in rounds]) for rounds in passes)
     predicted = predictor.predict_batch(archs)
-    half = rounds // 2
-    a_half, b_half = per_round[:, :half].min(axis=1), per_round[:, half:].min(axis=1)
     report = {
         "space": space.name, "device": device.name, "fingerprint": device.fingerprint_key(), "seed": seed,
-        "rounds": rounds, "statistic": "minimum of round medians", "correction": predictor.correction,
+        "rounds": float(np.mean([len(r) for r in passes[0]])), "statistic": statistic_of(device, protocol),
+        "protocol": protocol.to_dict(), "correction": predictor.correction,
         "predictor": agreement(predicted, measured),
         "raw_op_sum": agreement(predictor.raw_batch(archs), measured),
-        "noise_floor": agreement(a_half, b_half),
+        "noise_floor": agreement(again, measured),
         "networks": [{"arch": list(a), "predicted_ms": float(p), "measured_ms": float(m)}
                      for a, p, m in zip(archs, predicted, measured)],
     }

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -141,7 +140,7 @@ class SearchRun:
 
     def __init__(self, out, space, predictor, strategy, estimator, reward: Reward, samples: int,
                  device=None, top_k: int = 5, config: dict | None = None, resume: bool = False,
-                 measure_runs: int = 50, log: Callable[[str], None] = _quiet, progress=None,
+                 protocol=None, log: Callable[[str], None] = _quiet, progress=None,
                  after_sample: Callable[[int], None] | None = None, checkpoint_every: int = 1, executor=None):
         if samples < 1:
             raise HwnasError(f"the number of samples must be at least 1, got {samples}")
@@ -153,7 +152,8 @@ class SearchRun:
         self.samples, self.device, self.top_k = int(samples), device, int(top_k)
         self.config = dict(config or {})
         self.resume = resume
-        self.measure_runs = measure_runs
+        from hwnas.latency.protocol import NETWORK
+        self.protocol = protocol or NETWORK  # how the top-k are measured on the device
         self.log = log
         self.progress = progress
         self.after_sample = after_sample
@@ -335,30 +335,26 @@ class SearchRun:
     def _input_shape(self) -> tuple[int, ...]:
         return (1, 3, self.space.input_size, self.space.input_size)
 
-    def measure_top(self, top: list[dict], rounds: int = 3) -> list[dict]:
-        """Time the top-k on the device (the judge): predicted next to measured. The networks are timed in
-        interleaved rounds and `measured_ms` is the minimum of the round medians, the statistic the latency
-        table is built with (so predicted and measured compare like with like); the median of the round
-        medians is reported beside it."""
-        artifacts = []
-        for r in top:
+    def measure_top(self, top: list[dict]) -> list[dict]:
+        """Measure the top-k on the device (the judge), together, with the measurement protocol (the
+        definition the latency table is built with, so predicted and measured compare like with like)."""
+        from hwnas.latency.protocol import measure_latency
+        artifacts = {}
+        for j, r in enumerate(top):
             torch.manual_seed(0)
             model = self.space.build(tuple(r["arch"]), num_classes=self._num_classes()).eval()
-            artifacts.append(self.device.prepare(model, self._input_shape()))
-        medians = [[] for _ in top]
-        for _ in range(rounds):
-            for j, art in enumerate(artifacts):
-                medians[j].append(float(self.device.measure(art, warmup=10, runs=self.measure_runs).median))
+            artifacts[j] = self.device.prepare(model, self._input_shape())
+        lat = measure_latency(self.device, artifacts, self.protocol)
         out = []
-        for r, meds in zip(top, medians):
-            measured = min(meds)
+        for j, r in enumerate(top):
+            measured = lat[j].ms
             out.append({**r, "predicted_ms": r["latency_ms"], "measured_ms": measured,
-                        "measured_median_ms": float(np.median(meds)),
-                        "measured_statistic": f"minimum of {rounds} round medians ({self.measure_runs} runs each)",
+                        "measured_statistic": lat[j].statistic, "measured_rounds": lat[j].rounds,
+                        "measured_spread_pct": lat[j].spread_pct,
                         "prediction_error_pct": 100.0 * (r["latency_ms"] - measured) / measured,
                         "measured_reward": self.reward(r["accuracy"], measured),
                         "meets_target_measured": measured <= self.reward.target_ms})
-            self.log(f"  measured #{r['i']}: predicted {r['latency_ms']:.3f} ms, measured {measured:.3f} ms, "
+            self.log(f"  measured #{r['i']}: predicted {r['latency_ms']:.3f} ms, measured {lat[j].describe()}, "
                      f"accuracy {r['accuracy']:.3f}")
         return out
 
@@ -371,7 +367,6 @@ class SearchRun:
         return top[0] if top else None
 
     def export_best(self, best: dict) -> dict:
-        from hwnas.latency.export import export_onnx
         torch.manual_seed(0)
         model = self.space.build(tuple(best["arch"]), num_classes=self._num_classes()).eval()
         weights = "untrained (the architecture; train it on your data)"
@@ -379,13 +374,12 @@ class SearchRun:
         if trainer is not None:
             model, weights = trainer(tuple(best["arch"])), "short-trained like the accuracy estimate"
         shape = self._input_shape()
-        res = export_onnx(model.eval(), shape, self.out / "best.onnx")
-        files = {"onnx": str(res.path), "weights": weights, "input_shape": list(shape)}
-        if self.device is not None and self.device.artifact_format == "tflite":
-            art = self.device.prepare(model, shape)
-            shutil.copyfile(art.path, self.out / "best.tflite")
-            files["tflite"] = str(self.out / "best.tflite")
-        return files
+        if self.device is not None:
+            files = self.device.export_final(model, shape, self.out, "best")
+        else:
+            from hwnas.latency.export import export_onnx
+            files = {"onnx": str(export_onnx(model.eval(), shape, self.out / "best.onnx").path)}
+        return {**files, "weights": weights, "input_shape": list(shape)}
 
 
 # -- the name-based entry point (the CLI and the Python API) -------------------------------------------
@@ -398,27 +392,11 @@ def load_predictor(space, device, db=None, build_missing: bool = True, log: Call
     except HwnasError as first:
         if not build_missing:
             raise
-        build = _lut_builder()
-        if build is None:
-            raise
+        from hwnas.latency.lut import build_lut
         log(f"the latency table of space {space.name!r} on device {device.name!r} is incomplete ({first}); "
             f"building it now (timing {len(space.all_ops())} ops; interrupting is safe, a rerun continues)")
-        build(space, device, db)
+        build_lut(space, device, db_path=db)
         return LatencyPredictor.for_space(space, device, db_path=db)
-
-
-def _lut_builder():
-    try:
-        from hwnas.latency import lut
-    except ImportError:
-        return None
-    fn = getattr(lut, "build_lut", None) or getattr(lut, "build", None)
-    if fn is None:
-        return None
-
-    def build(space, device, db):
-        return fn(space, device, db_path=db)
-    return build
 
 
 def _estimate(estimator, threads: int, arch) -> float:
@@ -449,7 +427,7 @@ def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str
            beta: float | None = None, data: str | None = "digits", estimator: str = "naswot",
            estimator_options: dict | None = None, strategy_options: dict | None = None,
            out: str | os.PathLike = "runs/search", resume: bool = False, seed: int = 0, top_k: int = 5,
-           db: str | os.PathLike | None = None, devices_file=None, measure_runs: int = 50,
+           db: str | os.PathLike | None = None, devices_file=None, protocol=None,
            build_lut: bool = True, log: Callable[[str], None] = _quiet, show_progress: bool = True,
            executor=None, ray_address: str | None = None) -> SearchResult:
     """Platform-aware search by names, as `hwnas search` does. `target` is "20ms"/"0.02s"/20.0 (ms).
@@ -496,7 +474,7 @@ def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str
         executor = get_executor(executor, address=ray_address)
     try:
         run = SearchRun(out, space_obj, predictor, strat, cached, reward, samples, device=dev, top_k=top_k,
-                        config=config, resume=resume, measure_runs=measure_runs, log=log,
+                        config=config, resume=resume, protocol=protocol, log=log,
                         progress=_progress_factory(f"search {strategy}") if show_progress else None,
                         executor=executor)
         log(f"search: space {space}, device {device}, target {target_ms:g} ms ({reward.mode} reward, "

@@ -155,7 +155,7 @@ class CompoundScaling:
     def __init__(self, out, device, base: str = "efficientnet_b0", target_ms: float = 20.0, data="digits",
                  resolution: int = 32, steps: int = 200, final_steps: int | None = None, batch_size: int = 32,
                  lr: float = 0.05, grid: list[tuple[float, float, float]] | None = None, phi_min: float = -4.0,
-                 phi_max: float = 8.0, bisect_steps: int = 4, measure_runs: int = 30, seed: int = 0,
+                 phi_max: float = 8.0, bisect_steps: int = 4, protocol=None, seed: int = 0,
                  resume: bool = False, config: dict | None = None, log: Callable[[str], None] = _quiet):
         from hwnas.models import get_info
         info = get_info(base)  # an unknown name is a HwnasError listing the zoo
@@ -176,12 +176,13 @@ class CompoundScaling:
         self.batch_size, self.lr, self.seed = int(batch_size), float(lr), int(seed)
         self.grid = list(grid) if grid is not None else compound_grid(max_candidates=5)
         self.phi_min, self.phi_max, self.bisect_steps = float(phi_min), float(phi_max), int(bisect_steps)
-        self.measure_runs, self.resume, self.log = int(measure_runs), resume, log
+        from hwnas.latency.protocol import NETWORK
+        self.protocol, self.resume, self.log = protocol or NETWORK, resume, log
         self.config = {"base": base, "device": getattr(device, "name", None), "target_ms": self.target_ms,
                        "data": data, "resolution": self.resolution, "steps": self.steps,
                        "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
                        "grid": [list(g) for g in self.grid], "phi_range": [self.phi_min, self.phi_max],
-                       "measure_runs": self.measure_runs, **(config or {})}
+                       "protocol": self.protocol.to_dict(), **(config or {})}
         if device is not None:
             self.config["fingerprint"] = device.fingerprint_key()
         self._splits: dict[int, object] = {}
@@ -213,10 +214,10 @@ class CompoundScaling:
             self.trained += 1
         return model.eval(), float(evaluate(model, val_loader))
 
-    def latency(self, s: Scaled, num_classes: int = 10, runs: int | None = None) -> float:
+    def latency(self, s: Scaled, num_classes: int = 10) -> float:
+        """The scaled network's measured latency (the measurement protocol), ms."""
         model = self.build(s, num_classes).eval()
-        shape = (1, 3, s.resolution, s.resolution)
-        return float(self.device.measure(model, shape, warmup=10, runs=runs or self.measure_runs).median)
+        return self.device.latency(model, (1, 3, s.resolution, s.resolution), self.protocol).ms
 
     # -- the run --------------------------------------------------------------------------------------
     def _prepare_dir(self) -> list[dict]:
@@ -293,11 +294,9 @@ class CompoundScaling:
         chosen = Scaled(a, b, g, phi, self.resolution)
         model, acc = self.train_eval(chosen, self.final_steps)
         shape = (1, 3, chosen.resolution, chosen.resolution)
-        from hwnas.latency.export import export_onnx
-        export_onnx(model, shape, self.out / "best.onnx")
-        meas = self.device.measure(self.out / "best.onnx" if self.device.artifact_format == "onnx" else model,
-                                   shape, warmup=10, runs=max(50, self.measure_runs))
-        measured = float(meas.median)
+        exported = self.device.export_final(model, shape, self.out, "best")
+        meas = self.device.latency(model.eval(), shape, self.protocol)
+        measured = meas.ms
 
         front = pareto_front(records)
         lat = [r["latency_ms"] for r in records]
@@ -314,14 +313,12 @@ class CompoundScaling:
             "chosen": {**chosen.to_dict(), "input_shape": list(shape)},
             "grid_best": grid["chosen"], "phi_probes": [{"phi": p, "latency_ms": probes[p]} for p in sorted(probes)],
             "accuracy": acc, "accuracy_steps": self.final_steps,
-            "measured_latency_ms": measured, "measurement": meas.to_dict() if hasattr(meas, "to_dict") else None,
+            "measured_latency_ms": measured, "measurement": meas.to_dict(),
             "meets_target": measured <= self.target_ms, "reward": self.reward(acc, measured),
-            "exported": {"onnx": str(self.out / "best.onnx"), "input_shape": list(shape),
+            "exported": {**exported, "input_shape": list(shape),
                          "weights": f"trained {self.final_steps} steps on {self.data}"},
             "device": {"name": self.device.name, "fingerprint": self.device.fingerprint()},
         }
-        if summary["measurement"] is not None:
-            summary["measurement"].pop("samples_ms", None)
         atomic_write_json(self.out / "summary.json", summary)
         return summary
 
@@ -329,11 +326,13 @@ class CompoundScaling:
 def scale(*, target, device: str = "cpu", base: str = "efficientnet_b0", data: str = "digits",
           resolution: int = 32, steps: int = 200, final_steps: int | None = None, batch_size: int = 32,
           lr: float = 0.05, grid_step: float = 0.1, tolerance: float = 0.05, max_candidates: int = 5,
-          phi_min: float = -4.0, phi_max: float = 8.0, bisect_steps: int = 4, measure_runs: int = 30,
+          phi_min: float = -4.0, phi_max: float = 8.0, bisect_steps: int = 4, runs: int | None = None,
           out="runs/scale", resume: bool = False, seed: int = 0, devices_file=None,
           log: Callable[[str], None] = _quiet) -> dict:
-    """Compound scaling by names, as `hwnas scale` does; returns the summary (also in out/summary.json)."""
+    """Compound scaling by names, as `hwnas scale` does; returns the summary (also in out/summary.json).
+    `runs`: timed runs per round of the measurement protocol (default: the protocol's)."""
     from hwnas.latency.devices import get_device
+    from hwnas.latency.protocol import NETWORK
     from hwnas.units import parse_latency_ms
     target_ms = parse_latency_ms(target)
     grid = compound_grid(step=grid_step, tolerance=tolerance, max_candidates=max_candidates)
@@ -344,5 +343,6 @@ def scale(*, target, device: str = "cpu", base: str = "efficientnet_b0", data: s
     runner = CompoundScaling(out, dev, base=base, target_ms=target_ms, data=data, resolution=resolution,
                              steps=steps, final_steps=final_steps, batch_size=batch_size, lr=lr, grid=grid,
                              phi_min=phi_min, phi_max=phi_max, bisect_steps=bisect_steps,
-                             measure_runs=measure_runs, seed=seed, resume=resume, log=log)
+                             protocol=NETWORK.but(runs=runs) if runs else NETWORK, seed=seed, resume=resume,
+                             log=log)
     return runner.run()

@@ -39,7 +39,11 @@ def test_profile_json_contract():
     for key in ("model", "device", "fingerprint", "latency_ms", "runs", "per_op"):
         assert key in d
     assert set(d["latency_ms"]) >= {"median", "mean", "std", "min", "p90"}
-    assert d["runs"] == 7 and len(d["samples_ms"]) == 7 and d["input_shapes"] == {"input": [1, 3, 32, 32]}
+    rep = d["reproducibility"]
+    assert d["runs_per_round"] == 7 and d["runs"] == len(d["samples_ms"]) >= 7 * rep["rounds"]
+    assert d["input_shapes"] == {"input": [1, 3, 32, 32]} and d["measured_ms"] == d["latency_ms"]["measured"] > 0
+    assert d["statistic"] == "calibrated median" and rep["rounds"] >= 6 and len(rep["halves_ms"]) == 2
+    assert d["reference"]["nominal_ms"] > 0 and d["fingerprint"]["protocol"].startswith("rounds/1")
     assert all({"name", "op_type", "median_ms"} <= set(o) for o in d["per_op"])
 
 

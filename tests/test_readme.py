@@ -20,7 +20,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
     from hwnas.latency.lut import build_lut
     from hwnas.search.spaces import get_space
-    build_lut(get_space("mnasnet-tiny"), "cpu", rounds=1, runs=3, warmup=1, fit_networks=4, show_progress=False,
-              log=lambda m: None)
+    from tests.latency.lut_helpers import fast_build
+    build_lut(get_space("mnasnet-tiny"), "cpu", **fast_build(rounds=2, runs=3, fit_networks=4, show_progress=False,
+                                                              log=lambda m: None))
     for block in python_blocks():
         exec(compile(block, "README.md", "exec"), {})

@@ -40,8 +40,8 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tune learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--runs", type=click.IntRange(min=3), default=30, show_default=True,
-              help="Device repeats per whole-network measurement.")
+@click.option("--runs", type=click.IntRange(min=3, max=100_000), default=10, show_default=True,
+              help="Timed runs per round of the measurement protocol (whole-network measurements).")
 @click.option("--out", default="netadapt-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished iteration.")
 @click.option("--json", "json_out", default=None, help="Write the summary as JSON to a file, or - for stdout.")

@@ -14,6 +14,14 @@ db_option = click.option("--db", type=click.Path(dir_okay=False), default=None,
                          help="Table database (SQLite; default $HWNAS_HOME/lut.db or ~/.cache/hwnas/lut.db).")
 
 
+def _protocol(base, rounds, runs, warmup):
+    """`base` with the CLI's --rounds (the minimum), --runs and --warmup where given."""
+    p = base.but(**{k: v for k, v in (("runs", runs), ("warmup", warmup)) if v is not None})
+    if rounds is not None:
+        p = p.but(min_rounds=rounds, max_rounds=max(p.max_rounds, rounds))
+    return p.check()
+
+
 def _space(name: str, input_size: int | None):
     from hwnas.search.spaces import get_space
     return get_space(name, **({"input_size": input_size} if input_size else {}))
@@ -28,12 +36,13 @@ def command():
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
 @click.option("--input-size", type=click.IntRange(min=8), default=None, help="Input resolution (default: the space's).")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Interleaved rounds; an op's value is the minimum of its round medians.")
-@click.option("--runs", type=click.IntRange(min=1), default=15, show_default=True, help="Timed runs per op per round.")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
-@click.option("--fit-networks", type=click.IntRange(min=1), default=24, show_default=True,
-              help="Whole networks timed to fit the correction.")
+@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+              help="At least this many interleaved rounds per op (default 3; more until two halves agree).")
+@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=None,
+              help="Timed runs per op per round (default 10; more for ops much shorter than the reference).")
+@click.option("--warmup", type=click.IntRange(min=0, max=10_000), default=None, help="Untimed runs per round (default 3).")
+@click.option("--fit-networks", type=click.IntRange(min=1, max=10_000), default=24, show_default=True,
+              help="Whole networks measured to fit the correction.")
 @db_option
 @click.option("--json", "json_out", default=None, help="Write the build report as JSON (file or -).")
 @executor_option
@@ -50,16 +59,18 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
     from hwnas.latency.lut import build_lut
     space = _space(space_name, input_size)
     dev = get_device(device, devices_file)
+    from hwnas.latency.protocol import NETWORK, OP
     with get_executor(executor, address=ray_address) as ex:
         try:
-            rep = build_lut(space, dev, db, rounds=rounds, runs=runs, warmup=warmup, fit_networks=fit_networks,
+            rep = build_lut(space, dev, db, op_protocol=_protocol(OP, rounds, runs, warmup),
+                            network_protocol=_protocol(NETWORK, None, runs, warmup), fit_networks=fit_networks,
                             executor=ex)
         except KeyboardInterrupt:
             from hwnas.progress import log
             log("interrupted: every row timed so far is in the table; run the same command again to continue")
             raise SystemExit(130) from None
-    click.echo(f"{rep.ops} ops x {rounds} rounds: {rep.measured} rows timed now, {rep.skipped} already in the table; "
-               f"{rep.networks} network timings for the correction; {rep.seconds:.0f} s", err=json_out == "-")
+    click.echo(f"{rep.ops} ops ({rep.statistic}): {rep.measured} measured now, {rep.skipped} already in the table; "
+               f"{rep.networks} networks measured for the correction; {rep.seconds:.0f} s", err=json_out == "-")
     if json_out:
         write_json(json_out, asdict(rep))
 
@@ -68,10 +79,11 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
 @click.option("--input-size", type=click.IntRange(min=8), default=None)
-@click.option("--samples", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--samples", type=click.IntRange(min=1, max=100_000), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=2), default=4, show_default=True)
-@click.option("--runs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+              help="At least this many rounds per network (default 6; more until two halves agree).")
+@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=None, help="Timed runs per round (default 10).")
 @click.option("--plot", "plot_path", default=None, help="Scatter PNG (default lut-validate-<space>-<device>.png).")
 @db_option
 @click.option("--json", "json_out", default=None, help="Write the report as JSON (file or -).")
@@ -82,8 +94,9 @@ def validate_cmd(device, space_name, input_size, samples, seed, rounds, runs, pl
     from hwnas.latency.validate import validate
     space = _space(space_name, input_size)
     png = plot_path or f"lut-validate-{space_name}-{device}.png"
-    rep = validate(space, get_device(device, devices_file), db, samples=samples, seed=seed, rounds=rounds, runs=runs,
-                   png=png)
+    from hwnas.latency.protocol import NETWORK
+    rep = validate(space, get_device(device, devices_file), db, samples=samples, seed=seed,
+                   protocol=_protocol(NETWORK, rounds, runs, None), png=png)
     if json_out:
         write_json(json_out, rep)
     if json_out != "-":
@@ -94,7 +107,7 @@ def _print_validation(rep: dict) -> None:
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"{rep['space']} on {rep['device']}: {rep['predictor']['n']} held-out networks "
-                    f"(seed {rep['seed']}, {rep['statistic']} of {rep['rounds']})")
+                    f"(seed {rep['seed']}, {rep['statistic']} of {rep['rounds']:.1f} rounds on average)")
     for col in ("", "within ±5%", "within ±10%", "RMSE ms", "mean |err| %", "Spearman"):
         t.add_column(col, justify="right")
     for label, k in (("predictor", "predictor"), ("bare op sum", "raw_op_sum"), ("noise floor", "noise_floor")):
@@ -102,8 +115,8 @@ def _print_validation(rep: dict) -> None:
         t.add_row(label, f"{r['within_5pct']:.1%}", f"{r['within_10pct']:.1%}", f"{r['rmse_ms']:.4f}",
                   f"{r['mean_abs_pct']:.2f}", f"{r['spearman']:.3f}")
     Console().print(t)
-    Console().print("noise floor: the same networks measured twice (two halves of the rounds); no predictor can "
-                    f"beat it. Scatter plot: {rep.get('plot')}")
+    Console().print("noise floor: the same networks measured a second time, against the first measurement (what "
+                    f"the predictor is compared with); no predictor can beat it. Scatter plot: {rep.get('plot')}")
 
 
 @command.command("export")

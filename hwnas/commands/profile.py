@@ -15,17 +15,22 @@ from hwnas.errors import HwnasError
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims, e.g. "
               "1x3x48x320 (several inputs: name=1x3x48x320,mask=1x48).")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--adaptive", is_flag=True, help="Repeat until the median's 95% CI is within ±1% (time-capped).")
+@click.option("--warmup", type=click.IntRange(min=0, max=10_000), default=3, show_default=True,
+              help="Untimed runs before each round.")
+@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=10, show_default=True,
+              help="Timed runs per round of the measurement protocol.")
+@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+              help="At least this many rounds (default 4); more until two halves of the rounds agree within ±1%.")
+@click.option("--adaptive", is_flag=True, help="Keep adding rounds until the halves agree within ±0.5% (up to 40).")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="Override the device's thread count "
               "(0 = all cores).")
 @click.option("--per-op", is_flag=True, help="Also profile per op (onnxruntime trace, torch profiler, phone).")
 @click.option("--json", "json_out", default=None, help="Write results as JSON to a file, or - for stdout.")
 @devices_option
-def command(device, model, input_size, batch, input_shape, warmup, runs, adaptive, threads, per_op, json_out,
+def command(device, model, input_size, batch, input_shape, warmup, runs, rounds, adaptive, threads, per_op, json_out,
             devices_file):
-    """Time MODEL on DEVICE with the measurement protocol (warm-up, repeats, median headline)."""
+    """Measure MODEL on DEVICE with the measurement protocol: interleaved rounds, each run paired with a
+    calibration reference where the device can, until two halves of the rounds agree."""
     from hwnas.latency.artifacts import is_model_file, model_input_shape
     from hwnas.latency.devices import get_device
     from hwnas.latency.profile import profile
@@ -45,8 +50,8 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, adaptiv
         from hwnas.models import get_info
         get_info(model)  # unknown names fail here, before any work
         shape = model_input_shape(model, input_size, batch)
-    result = profile(dev, model, shape, warmup=warmup, runs=runs, adaptive=adaptive, per_op=per_op, threads=threads,
-                     log=log if json_out != "-" else None)
+    result = profile(dev, model, shape, warmup=warmup, runs=runs, rounds=rounds, adaptive=adaptive, per_op=per_op,
+                     threads=threads, log=log if json_out != "-" else None)
     if json_out:
         write_json(json_out, result)
     if json_out != "-":
@@ -61,14 +66,23 @@ def _print_table(r: dict) -> None:
     fp = r["fingerprint"]
     lat = r["latency_ms"]
     shapes = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in r["input_shapes"].items())
+    rep = r["reproducibility"]
     t = Table(title=f"{r['model']} on {r['device']}", show_header=True)
-    for col in ("median ms", "mean", "std", "min", "p90", "p99", "runs"):
+    for col in ("measured ms", "statistic", "rounds", "halves agree", "raw median", "raw min", "raw p90", "runs"):
         t.add_column(col, justify="right")
-    t.add_row(f"{lat['median']:.3f}", f"{lat['mean']:.3f}", f"{lat['std']:.3f}", f"{lat['min']:.3f}",
-              f"{lat['p90']:.3f}", f"{lat['p99']:.3f}", str(r["runs"]))
+    t.add_row(f"{r['measured_ms']:.3f}", r["statistic"], str(rep["rounds"]), f"±{rep['spread_pct'] / 2:.2f}%",
+              f"{lat['median']:.3f}", f"{lat['min']:.3f}", f"{lat['p90']:.3f}", str(r["runs"]))
     console.print(t)
+    a, b = rep["halves_ms"]
+    ref = r.get("reference")
+    rerun = sum(rep["reruns"].values())
+    console.print(f"reproducibility: two independent halves of the rounds read {a:.3f} and {b:.3f} ms "
+                  f"({rep['stopped_by']})" + (f"; {rerun} round(s) re-run for interference" if rerun else "")
+                  + (f"; the machine ran at {1 / ref['slowdown']:.2f}x its calibrated speed (reference "
+                     f"{ref['observed_ms']:.3f} ms vs nominal {ref['nominal_ms']:.3f} ms)" if ref else
+                     "; uncalibrated (the device cannot pair runs with the reference)"))
     console.print(f"input {shapes} | {fp.get('runtime')} {fp.get('runtime_version')} | "
-                  f"{fp.get('provider') or fp.get('delegate') or ''} | threads {fp.get('threads')} | "
+                  f"{fp.get('provider') or fp.get('delegate') or ''} | threads {fp.get('threads')} | cores {fp.get('cores', '?')} | "
                   f"{fp.get('cpu_model') or fp.get('soc') or ''} | fingerprint {fp.get('key')}")
     if "per_op" in r:
         ops = sorted(r["per_op"], key=lambda o: -o["median_ms"])
@@ -76,7 +90,7 @@ def _print_table(r: dict) -> None:
         t = Table(title=f"per op ({len(ops)} ops): sum of medians {r['per_op_total_ms']:.3f} ms, sum of means "
                         f"{r['per_op_mean_total_ms']:.3f} ms"
                         + (f", traced runs {traced:.3f} ms" if traced else "")
-                        + f"; end-to-end median {lat['median']:.3f} ms")
+                        + f"; end-to-end measured {r['measured_ms']:.3f} ms")
         t.add_column("op")
         t.add_column("type")
         t.add_column("median ms", justify="right")

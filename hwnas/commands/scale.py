@@ -29,8 +29,8 @@ from hwnas.progress import log as _log
               help="Grid candidates trained (an even spread of those meeting the constraint).")
 @click.option("--phi-min", type=float, default=-4.0, show_default=True)
 @click.option("--phi-max", type=float, default=8.0, show_default=True)
-@click.option("--runs", "measure_runs", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Timed runs per latency measurement.")
+@click.option("--runs", "measure_runs", type=click.IntRange(min=1, max=100_000), default=None,
+              help="Timed runs per round of the measurement protocol (default: the protocol's, 10).")
 @click.option("--out", default=None, help="Run directory (default runs/scale-<base>-<device>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -44,7 +44,7 @@ def command(device, base, target, data, resolution, steps, final_steps, batch_si
     out = out or f"runs/scale-{base}-{device}"
     s = scale(target=target, device=device, base=base, data=data, resolution=resolution, steps=steps,
               final_steps=final_steps, batch_size=batch_size, lr=lr, grid_step=grid_step, tolerance=tolerance,
-              max_candidates=max_candidates, phi_min=phi_min, phi_max=phi_max, measure_runs=measure_runs,
+              max_candidates=max_candidates, phi_min=phi_min, phi_max=phi_max, runs=measure_runs,
               out=out, resume=resume, seed=seed, devices_file=devices_file, log=_log)
     c = s["chosen"]
     g = s["grid_best"]
@@ -53,6 +53,7 @@ def command(device, base, target, data, resolution, steps, final_steps, batch_si
     click.echo(f"chosen phi {c['phi']:g}: depth x{c['depth_coefficient']:.3f}, width x{c['width_coefficient']:.3f}, "
                f"resolution {c['resolution']} px")
     within = "meets" if s["meets_target"] else "MISSES"
-    click.echo(f"measured latency {s['measured_latency_ms']:.3f} ms on {s['device']['name']} ({within} the "
-               f"target {s['target_ms']:g} ms); accuracy {s['accuracy']:.4f} after {s['accuracy_steps']} steps")
+    click.echo(f"measured latency {s['measured_latency_ms']:.3f} ms ({s['measurement']['statistic']}) on "
+               f"{s['device']['name']} ({within} the target {s['target_ms']:g} ms); accuracy {s['accuracy']:.4f} "
+               f"after {s['accuracy_steps']} steps")
     click.echo(f"wrote {out}/summary.json, grid.json, samples.jsonl, phi.jsonl, pareto.json, pareto.png, best.onnx")

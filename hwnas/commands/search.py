@@ -106,7 +106,9 @@ def _report(res) -> None:
     b = s["best"]
     within = "within" if b.get("meets_target_measured", True) else "OVER"
     console.print(f"best: sample #{b['i']}, {acc_name} {b['accuracy']:.4f}, predicted {b['latency_ms']:.3f} ms, "
-                  f"measured {b.get('measured_ms', float('nan')):.3f} ms ({within} the target)")
+                  f"measured {b.get('measured_ms', float('nan')):.3f} ms ({within} the target)"
+                  + (f"; measured = {b['measured_statistic']} of {b['measured_rounds']} rounds"
+                     if "measured_statistic" in b else ""))
     console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x accuracy)")
     files = ", ".join(f"{res.out / n}" for n in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json"))
     console.print(f"wrote {files}, {s['exported'].get('onnx')}"

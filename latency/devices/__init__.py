@@ -11,11 +11,19 @@ import os
 from typing import Any
 
 from hwnas.errors import HwnasError
-from hwnas.latency.devices.base import (Artifact, Backend, BackendOptions, OpTiming, fingerprint_key,
-                                        host_fingerprint)
+from hwnas.latency.devices.base import (PROTOCOL_OPTIONS, Artifact, Backend, BackendOptions, OpTiming,
+                                        fingerprint_key, host_fingerprint)
 from hwnas.latency.devices.config import FARM, DeviceEntry, FarmOptions, load_devices
 from hwnas.latency.devices.registry import backend_class, backend_names, register_backend
 from hwnas.latency.measure import Measurement
+
+
+def protocol_id(backend) -> str:
+    """The measured-latency definition a device's numbers follow (part of its fingerprint key)."""
+    from hwnas.latency.calibration import REFERENCE_ID
+    from hwnas.latency.protocol import VERSION
+    return f"{VERSION} calibrated:{REFERENCE_ID}" if "paired" in backend.protocol_options else VERSION
+
 
 __all__ = ["Artifact", "Backend", "BackendOptions", "Device", "OpTiming", "backend_names", "get_device",
            "list_devices", "load_devices", "register_backend", "fingerprint_key", "host_fingerprint"]
@@ -42,6 +50,7 @@ class Device:
             self.backend.check()
             fp = dict(self.backend.fingerprint())
             fp.setdefault("device", self.name)
+            fp.setdefault("protocol", protocol_id(self.backend))
             fp["key"] = fingerprint_key(fp)
             self._fingerprint = fp
         return self._fingerprint
@@ -56,11 +65,50 @@ class Device:
         from hwnas.latency.artifacts import prepare_artifact
         return prepare_artifact(model, self.artifact_format, input_shape, device_name=self.name)
 
+    def timing_resource(self) -> str:
+        """What a measurement here occupies (see Backend.timing_resource): one measurement per resource at once."""
+        return self.backend.timing_resource()
+
+    def check_protocol(self, adaptive: bool = False, **protocol) -> None:
+        """One clear line for an option this device's backend cannot honour (never silently dropped)."""
+        asked = {k for k, v in protocol.items() if not (k == "paired" and not v)} | ({"adaptive"} if adaptive else set())
+        unknown = sorted(asked - PROTOCOL_OPTIONS)
+        if unknown:
+            raise HwnasError(f"unknown measurement option {unknown[0]!r} (known: {', '.join(sorted(PROTOCOL_OPTIONS))})")
+        refused = sorted(asked - self.backend.protocol_options)
+        if refused:
+            raise self.backend.refuse(refused[0], getattr(self.backend, "refusal", "its target has no such option"))
+
     def measure(self, model: Any, input_shape=None, *, warmup: int = 10, runs: int = 50,
                 adaptive: bool = False, **protocol) -> Measurement:
+        """One timing loop (hwnas.latency.measure) on the device. For *measured latency* as every consumer of
+        hwnas reports it (interleaved, calibrated rounds with a stop rule) use `latency` instead."""
+        self.check_protocol(adaptive, **protocol)
         self.backend.check()
         artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
         return self.backend.measure(artifact, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
+
+    def latency(self, model: Any, input_shape=None, protocol=None, **overrides):
+        """The measured latency of one model (hwnas.latency.protocol: the one definition)."""
+        from hwnas.latency.protocol import measure_latency
+        artifact = model if isinstance(model, Artifact) else self.prepare(model, input_shape)
+        return measure_latency(self, {artifact.name: artifact}, protocol, **overrides)[artifact.name]
+
+    def export_final(self, model, input_shape, out_dir, stem: str) -> dict[str, str]:
+        """A final network (searched, scaled, adapted) as files: OUT/STEM.onnx always, and the device's own
+        format beside it where that is another (OUT/STEM.tflite for TFLite devices). Returns {format: path}."""
+        import shutil
+        from pathlib import Path
+
+        from hwnas.latency.export import export_onnx
+        out = Path(out_dir)
+        files = {"onnx": str(export_onnx(model.eval(), input_shape, out / f"{stem}.onnx").path)}
+        if self.artifact_format not in ("onnx", "torch"):
+            art = self.prepare(model, input_shape)  # the cached export the device times
+            dst = out / f"{stem}{art.path.suffix}"
+            shutil.copyfile(art.path, dst)
+            files[self.artifact_format] = str(dst)
+        return files
 
     def profile_ops(self, model: Any, input_shape=None, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
         self.backend.check()
@@ -113,6 +161,13 @@ class FarmBackend(Backend):
     def check(self) -> None:
         for m in self.members:
             m.check()
+
+    @property
+    def protocol_options(self):  # type: ignore[override]
+        return frozenset.intersection(*(m.backend.protocol_options for m in self.members))
+
+    def timing_resource(self) -> str:
+        return ", ".join(m.timing_resource() for m in self.members)
 
     def fingerprint(self) -> dict:
         fps = {m.name: m.fingerprint() for m in self.members}

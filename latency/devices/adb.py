@@ -73,6 +73,11 @@ class AdbBackend(Backend):
     name = "adb"
     artifact_format = "tflite"
     Options = AdbOptions
+    # benchmark_model's --min_secs / --max_secs; it has no confidence-interval stop rule and cannot pair runs
+    # with a calibration reference, so those are refused
+    protocol_options = frozenset({"min_time_s", "time_cap_s"})
+    refusal = ("TFLite's benchmark_model runs a fixed count of runs (no confidence-interval stop rule, no paired "
+               "calibration); use fixed runs")
 
     def __init__(self, device_name, options):
         super().__init__(device_name, options)
@@ -186,11 +191,16 @@ class AdbBackend(Backend):
             "stats": "benchmark_model summary: median when printed else avg; p10<-p5|min, p90/p95<-p95|max, p99<-max",
         }
 
-    def _command(self, remote: str, artifact: Artifact, warmup: int, runs: int, op_profiling: bool) -> str:
+    def timing_resource(self) -> str:
+        return f"phone {self.options.serial or self.device_name}"
+
+    def _command(self, remote: str, artifact: Artifact, warmup: int, runs: int, op_profiling: bool,
+                 min_secs: float = 0.0, max_secs: float | None = None) -> str:
         o = self.options
+        cap = o.timeout_s if max_secs is None else min(max_secs, o.timeout_s)
         args = [o.benchmark_model, f"--graph={remote}", f"--num_threads={o.threads}",
-                f"--warmup_runs={warmup}", f"--num_runs={runs}", "--warmup_min_secs=0", "--min_secs=0",
-                f"--max_secs={max(int(o.timeout_s), 1)}"]
+                f"--warmup_runs={warmup}", f"--num_runs={runs}", "--warmup_min_secs=0", f"--min_secs={min_secs:g}",
+                f"--max_secs={max(cap, 1):g}"]
         named = {k: v for k, v in artifact.input_shapes.items() if k}
         if named:
             args += ["--input_layer=" + ",".join(named),
@@ -205,7 +215,8 @@ class AdbBackend(Backend):
         cmd = " ".join(shlex.quote(a) for a in args)
         return f"taskset {shlex.quote(o.cpu_mask)} {cmd}" if o.cpu_mask else cmd
 
-    def run_benchmark(self, artifact: Artifact, warmup: int, runs: int, op_profiling: bool = False) -> BenchmarkOutput:
+    def run_benchmark(self, artifact: Artifact, warmup: int, runs: int, op_profiling: bool = False,
+                      min_secs: float = 0.0, max_secs: float | None = None) -> BenchmarkOutput:
         """Push, run benchmark_model, parse, clean up. Returns the parsed output."""
         self.check()
         if artifact.path is None:
@@ -219,7 +230,7 @@ class AdbBackend(Backend):
             raise HwnasError(f"device {self.device_name!r}: adb push of {artifact.path.name} failed: "
                              f"{(out.strip().splitlines() or ['?'])[-1]}")
         try:
-            cmd = self._command(remote, artifact, warmup, runs, op_profiling)
+            cmd = self._command(remote, artifact, warmup, runs, op_profiling, min_secs, max_secs)
             code, out = self._shell(cmd, timeout=self.options.timeout_s, what="benchmark_model")
         finally:
             try:
@@ -242,9 +253,10 @@ class AdbBackend(Backend):
         return result
 
     def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
-                **protocol) -> Measurement:
-        # benchmark_model has no confidence-interval stop rule: adaptive runs the fixed count.
-        result = self.run_benchmark(artifact, warmup, runs)
+                min_time_s: float = 0.0, time_cap_s: float | None = None, **protocol) -> Measurement:
+        if adaptive or protocol:  # Device.measure refuses these first; a direct call gets the same line
+            raise self.refuse("adaptive" if adaptive else sorted(protocol)[0], self.refusal)
+        result = self.run_benchmark(artifact, warmup, runs, min_secs=min_time_s, max_secs=time_cap_s)
         return result.to_measurement(warmup=warmup)
 
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:

@@ -12,19 +12,23 @@ import os
 import platform
 import socket
 from abc import ABC, abstractmethod
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwnas.errors import HwnasError
-from hwnas.latency.measure import Measurement
+from hwnas.latency.measure import Measurement, measure
 
 # Fields of a fingerprint that identify *what* was measured on; the host name and device name are kept
 # for the record but do not split tables (two identical boards share one table).
+# `protocol` names the measured-latency definition (hwnas.latency.protocol) and calibration reference: tables
+# measured under another never mix with these. Which cores of one CPU model timed (`cores`) is recorded only.
 _KEY_FIELDS = ("backend", "cpu_model", "soc", "threads", "cpu_mask", "runtime", "runtime_version",
-               "provider", "delegate", "graph_optimization")
+               "provider", "delegate", "graph_optimization", "protocol")
 
 
 class BackendOptions(BaseModel):
@@ -32,6 +36,53 @@ class BackendOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     description: str = ""
+
+
+MAX_THREADS = 256
+
+
+class HostOptions(BackendOptions):
+    """Options of the backends that time on this machine's own cores."""
+
+    threads: int = Field(1, ge=0, le=MAX_THREADS)  # intra-op threads; 0 = every core of the machine
+    # which cores the timing runs on: "auto" (the last `threads` cores when some are left over for the rest of
+    # the machine, else unpinned), "none", or a list of core ids
+    cores: list[int] | Literal["auto", "none"] = "auto"
+
+    @field_validator("cores")
+    @classmethod
+    def _known_cores(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one core id (or 'auto' / 'none')")
+            allowed = sorted(_allowed_cores())
+            bad = [c for c in v if c not in allowed]
+            if bad:
+                raise ValueError(f"core {bad[0]} is not available to this process (available: "
+                                 f"{', '.join(map(str, allowed))})")
+        return v
+
+
+def _allowed_cores() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+@contextmanager
+def pinned(cores):
+    """Run the block with the calling thread bound to `cores` (None: as it is). Threads created inside it
+    (an onnxruntime session's intra-op pool) inherit the binding."""
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @dataclass
@@ -80,13 +131,21 @@ def fingerprint_key(fp: dict) -> str:
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# the keyword options of Device.measure beyond warmup/runs; a backend declares which of them it honours
+PROTOCOL_OPTIONS = frozenset({"adaptive", "rel_ci", "min_runs", "max_runs", "time_cap_s", "min_time_s", "paired",
+                              "pair_every"})
+
+
 class Backend(ABC):
-    """One kind of target. Subclasses set `name`, `artifact_format`, `Options`, and implement
-    `fingerprint` and `measure`; `profile_ops` and `check` where they can."""
+    """One kind of target. Subclasses set `name`, `artifact_format`, `Options`, `protocol_options`, and
+    implement `fingerprint`, `timing_resource` and `measure`; `profile_ops` and `check` where they can."""
 
     name: ClassVar[str]
     artifact_format: ClassVar[str]  # "onnx" | "tflite" | "torch"
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    # the Device.measure options this backend honours (forwards to the target or implements); any other is
+    # refused with one line, never dropped
+    protocol_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, device_name: str, options: BackendOptions):
         self.device_name = device_name
@@ -100,10 +159,18 @@ class Backend(ABC):
         """Host/SoC, CPU model, cores/threads used, runtime + version, provider/delegate."""
 
     @abstractmethod
+    def timing_resource(self) -> str:
+        """What a measurement on this device occupies ("host NAME", "phone SERIAL", "agent HOST:PORT/DEVICE"):
+        two measurements on one resource never run at once (executor queues, device pools, the agent's locks)."""
+
+    @abstractmethod
     def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
                 **protocol) -> Measurement:
         """Time the artifact end to end with hwnas.latency.measure.measure (or, on targets that time
         on-device, parse the target's own figures into a Measurement)."""
+
+    def refuse(self, option: str, why: str) -> HwnasError:
+        return HwnasError(f"device {self.device_name!r} ({self.name}) cannot honour {option}: {why}")
 
     # median end-to-end time of the runs the last profile_ops() traced, where the runtime reports it
     last_profiled_run_ms: float | None = None
@@ -114,3 +181,87 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release sessions, connections or files held for this device."""
+
+
+class HostBackend(Backend):
+    """A runtime on this machine's own cores (onnxruntime, torch, LiteRT). Subclasses implement `open`
+    (a loaded model -> a callable doing one inference). Loaded models are kept (LRU) so that the rounds of a
+    protocol do not reload them; timing is pinned to the device's cores; `paired=True` times the
+    calibration reference (hwnas.latency.calibration) between the runs."""
+
+    Options = HostOptions
+    protocol_options = PROTOCOL_OPTIONS
+    keep_open = 48  # loaded models kept per device
+
+    def __init__(self, device_name, options):
+        super().__init__(device_name, options)
+        self._open: OrderedDict = OrderedDict()
+
+    @property
+    def threads(self) -> int:
+        return self.options.threads or (os.cpu_count() or 1)
+
+    @property
+    def cores(self) -> list[int] | None:
+        """The cores timing is bound to (None: unpinned)."""
+        c = self.options.cores
+        if c == "none":
+            return None
+        if isinstance(c, list):
+            if len(c) < min(self.threads, len(_allowed_cores())):
+                raise HwnasError(f"device {self.device_name!r}: {self.threads} threads on {len(c)} core(s) {c}; "
+                                 f"list at least as many cores as threads")
+            return sorted(c)
+        allowed = sorted(_allowed_cores())
+        if self.threads >= len(allowed):
+            return None
+        return allowed[-self.threads:]
+
+    def host_fingerprint(self) -> dict:
+        fp = host_fingerprint()
+        cores = self.cores
+        fp.update(threads=self.threads, cores=",".join(map(str, cores)) if cores else "unpinned")
+        return fp
+
+    def timing_resource(self) -> str:
+        return f"host {socket.gethostname()}"
+
+    @abstractmethod
+    def open(self, artifact: Artifact) -> Callable[[], Any]:
+        """Load the artifact with its inputs made once; return a callable doing one complete inference."""
+
+    def runner(self, artifact: Artifact) -> Callable[[], Any]:
+        """The artifact loaded (once: kept until evicted or the file changes)."""
+        if artifact.path is not None:
+            st = os.stat(artifact.path)
+            ident = (str(artifact.path), st.st_mtime_ns, st.st_size)
+        else:
+            ident = (id(artifact.module),)
+        key = (*ident, artifact.format, tuple(sorted((k or "", v) for k, v in artifact.input_shapes.items())))
+        run = self._open.get(key)
+        if run is None:
+            with pinned(self.cores):
+                run = self.open(artifact)
+            self._open[key] = run
+            while len(self._open) > self.keep_open:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(key)
+        return run
+
+    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
+                paired: bool = False, pair_every: int = 1, **protocol) -> Measurement:
+        run = self.runner(artifact)
+        pair, ref_ms = None, None
+        if paired:
+            from hwnas.latency.calibration import reference
+            ref = reference(self)
+            pair, ref_ms = self.runner(ref.artifact), ref.ms
+        with pinned(self.cores):
+            m = measure(run, warmup=warmup, runs=runs, adaptive=adaptive, pair=pair, pair_every=pair_every,
+                        **protocol)
+        m.reference_ms = ref_ms
+        return m
+
+    def close(self) -> None:
+        self._open.clear()

@@ -6,18 +6,15 @@ tflite-runtime 2.14.0 installs beside numpy 2 but fails at Interpreter(...); ai-
 from __future__ import annotations
 
 import importlib
-import os
 
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, host_fingerprint
+from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions
 from hwnas.latency.devices.registry import register_backend
-from hwnas.latency.measure import Measurement, measure
 
 
-class LiteRTOptions(BackendOptions):
-    threads: int = 1        # num_threads of the interpreter; 0 = every core
+class LiteRTOptions(HostOptions):  # threads: num_threads of the interpreter
     xnnpack: bool = True    # the default CPU delegate; False runs the reference kernels
 
 
@@ -46,27 +43,22 @@ def open_interpreter(path, threads: int, xnnpack: bool = True):
 
 
 @register_backend
-class LiteRTBackend(Backend):
+class LiteRTBackend(HostBackend):
     name = "litert"
     artifact_format = "tflite"
     Options = LiteRTOptions
-
-    @property
-    def threads(self) -> int:
-        return self.options.threads or (os.cpu_count() or 1)
 
     def check(self) -> None:
         interpreter_class()
 
     def fingerprint(self) -> dict:
         _, _, runtime, version = interpreter_class()
-        fp = host_fingerprint()
-        fp.update(backend=self.name, runtime=runtime, runtime_version=version, threads=self.threads,
+        fp = self.host_fingerprint()
+        fp.update(backend=self.name, runtime=runtime, runtime_version=version,
                   delegate="xnnpack" if self.options.xnnpack else "builtin")
         return fp
 
-    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
-                **protocol) -> Measurement:
+    def open(self, artifact: Artifact):
         it = open_interpreter(artifact.path, self.threads, self.options.xnnpack)
         details = it.get_input_details()
         for d in details:
@@ -80,4 +72,4 @@ class LiteRTBackend(Backend):
                 it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
             else:
                 it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
-        return measure(it.invoke, warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
+        return it.invoke

@@ -10,9 +10,8 @@ from typing import Literal
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, OpTiming, host_fingerprint
+from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, pinned
 from hwnas.latency.devices.registry import register_backend
-from hwnas.latency.measure import Measurement, measure
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -22,8 +21,7 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor
              "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
-class OrtOptions(BackendOptions):
-    threads: int = 1                     # intra-op threads; 0 = every core of the machine
+class OrtOptions(HostOptions):
     provider: Literal["cpu", "cuda"] = "cpu"
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
 
@@ -45,14 +43,10 @@ def make_feeds(inputs, input_shapes: dict, seed: int = 0) -> dict:
 
 
 @register_backend
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(HostBackend):
     name = "onnxruntime"
     artifact_format = "onnx"
     Options = OrtOptions
-
-    @property
-    def threads(self) -> int:
-        return self.options.threads or (os.cpu_count() or 1)
 
     def check(self) -> None:
         import onnxruntime as ort
@@ -64,10 +58,9 @@ class OnnxRuntimeBackend(Backend):
 
     def fingerprint(self) -> dict:
         import onnxruntime as ort
-        fp = host_fingerprint()
+        fp = self.host_fingerprint()
         fp.update(backend=self.name, runtime="onnxruntime", runtime_version=ort.__version__,
-                  provider=_PROVIDERS[self.options.provider], threads=self.threads,
-                  graph_optimization=self.options.graph_optimization)
+                  provider=_PROVIDERS[self.options.provider], graph_optimization=self.options.graph_optimization)
         return fp
 
     def session(self, artifact: Artifact, profile_dir: str | None = None):
@@ -89,16 +82,15 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:
             raise HwnasError(f"onnxruntime cannot load {artifact.path}: {str(e).splitlines()[0]}") from None
 
-    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
-                **protocol) -> Measurement:
+    def open(self, artifact: Artifact):
         sess = self.session(artifact)
         feeds = make_feeds(sess.get_inputs(), artifact.input_shapes)
         run = sess.run
-        return measure(lambda: run(None, feeds), warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
+        return lambda: run(None, feeds)
 
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
         """Per-node times from onnxruntime's own profiler trace (the last `runs` runs of each node)."""
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, pinned(self.cores):
             sess = self.session(artifact, profile_dir=tmp)
             feeds = make_feeds(sess.get_inputs(), artifact.input_shapes)
             for _ in range(warmup + runs):

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import os
 
+from pydantic import Field
+
 from hwnas.errors import HwnasError
-from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, OpTiming
+from hwnas.latency.devices.base import PROTOCOL_OPTIONS, Artifact, Backend, BackendOptions, OpTiming
 from hwnas.latency.devices.registry import register_backend
 from hwnas.latency.measure import Measurement
 
 
 class RemoteOptions(BackendOptions):
     host: str
-    port: int = 7711
+    port: int = Field(7711, ge=1, le=65535)
     token_env: str | None = None   # name of the environment variable holding the agent's token
     device: str = "cpu"            # device name on the agent
-    timeout_s: float = 900.0       # one measurement, upload included
-    connect_timeout_s: float = 10.0
+    timeout_s: float = Field(900.0, gt=0)        # every call to the agent, a measurement's upload included
+    connect_timeout_s: float = Field(10.0, gt=0)
 
 
 @register_backend
@@ -29,11 +31,16 @@ class RemoteBackend(Backend):
     name = "remote"
     artifact_format = "onnx"  # replaced per instance by the agent device's format (see the property below)
     Options = RemoteOptions
+    # every option is sent to the agent, whose device honours it or answers with the one line saying why not
+    protocol_options = PROTOCOL_OPTIONS
 
     def __init__(self, device_name, options):
         super().__init__(device_name, options)
         self._info: dict | None = None
-        self.last_response: dict = {}
+        self.last_response: dict = {}  # the agent's last /measure answer (its queue and timing stamps)
+
+    def timing_resource(self) -> str:
+        return f"agent {self.where}/{self.options.device}"
 
     @property
     def where(self) -> str:
@@ -78,7 +85,7 @@ class RemoteBackend(Backend):
 
     def info(self) -> dict:
         if self._info is None:
-            rows = self._request("GET", "/devices", timeout=120)
+            rows = self._request("GET", "/devices")
             match = [r for r in rows if r["name"] == self.options.device]
             if not match:
                 raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} has no device "
@@ -105,23 +112,23 @@ class RemoteBackend(Backend):
         fp["via"] = self.where
         return fp
 
-    def _post(self, artifact: Artifact, warmup: int, runs: int, adaptive: bool, per_op: bool) -> dict:
+    def _post(self, artifact: Artifact, warmup: int, runs: int, adaptive: bool, per_op: bool, **protocol) -> dict:
         if artifact.path is None:
             raise HwnasError(f"device {self.device_name!r}: nothing to upload (a file artifact is needed)")
         shapes = ",".join((f"{k}=" if k else "") + "x".join(map(str, v)) for k, v in artifact.input_shapes.items())
         params = {"device": self.options.device, "filename": artifact.path.name, "warmup": warmup, "runs": runs,
                   "adaptive": str(adaptive).lower(), "per_op": str(per_op).lower()}
+        for k, v in protocol.items():  # forwarded, never dropped: the agent's device honours or refuses them
+            params[k] = str(v).lower() if isinstance(v, bool) else v
         if shapes:
             params["input_shape"] = shapes
         data = artifact.path.read_bytes()
-        resp = self._request("POST", "/measure", params=params, content=data,
-                             timeout=self.options.timeout_s)
-        self.last_response = resp
-        return resp
+        self.last_response = self._request("POST", "/measure", params=params, content=data)
+        return self.last_response
 
     def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
                 **protocol) -> Measurement:
-        resp = self._post(artifact, warmup, runs, adaptive, per_op=False)
+        resp = self._post(artifact, warmup, runs, adaptive, per_op=False, **protocol)
         return Measurement.from_dict(resp["measurement"])
 
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:

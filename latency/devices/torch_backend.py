@@ -1,30 +1,23 @@
 """torch backend: eager (optionally torch.compile) modules on CPU or CUDA, same protocol."""
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from hwnas.errors import HwnasError
-from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, OpTiming, host_fingerprint
+from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, pinned
 from hwnas.latency.devices.registry import register_backend
-from hwnas.latency.measure import Measurement, measure
 
 
-class TorchOptions(BackendOptions):
-    threads: int = 1                 # torch.set_num_threads; 0 = every core
+class TorchOptions(HostOptions):  # threads: torch.set_num_threads
     device: Literal["cpu", "cuda"] = "cpu"
     compile: bool = False            # torch.compile before timing
 
 
 @register_backend
-class TorchBackend(Backend):
+class TorchBackend(HostBackend):
     name = "torch"
     artifact_format = "torch"
     Options = TorchOptions
-
-    @property
-    def threads(self) -> int:
-        return self.options.threads or (os.cpu_count() or 1)
 
     def check(self) -> None:
         import torch
@@ -33,14 +26,14 @@ class TorchBackend(Backend):
 
     def fingerprint(self) -> dict:
         import torch
-        fp = host_fingerprint()
-        fp.update(backend=self.name, runtime="torch", runtime_version=torch.__version__, threads=self.threads,
+        fp = self.host_fingerprint()
+        fp.update(backend=self.name, runtime="torch", runtime_version=torch.__version__,
                   provider=self.options.device, compile=self.options.compile)
         if self.options.device == "cuda":
             fp["gpu"] = torch.cuda.get_device_name(0)
         return fp
 
-    def _prepared(self, artifact: Artifact):
+    def open(self, artifact: Artifact):
         import torch
         if artifact.module is None:
             raise HwnasError(f"device {self.device_name!r} (torch) times torch modules; give a model name from "
@@ -59,19 +52,16 @@ class TorchBackend(Backend):
             sync()
         return run
 
-    def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
-                **protocol) -> Measurement:
-        return measure(self._prepared(artifact), warmup=warmup, runs=runs, adaptive=adaptive, **protocol)
-
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
         """Per-operator self time from torch.profiler (aten ops, summed over the runs, per run)."""
         from torch.profiler import ProfilerActivity, profile
-        run = self._prepared(artifact)
-        for _ in range(warmup):
-            run()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(runs):
+        run = self.runner(artifact)
+        with pinned(self.cores):
+            for _ in range(warmup):
                 run()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    run()
         rows = []
         for ev in prof.key_averages():
             if ev.count == 0 or not ev.key.startswith("aten::"):

@@ -1,10 +1,10 @@
-"""Building latency tables: time every distinct op of a space on a device, in interleaved rounds.
+"""Building latency tables: every distinct op of a space timed on a device with the measurement protocol.
 
-Round r times every op once (warm-up + a few runs); the table value of an op is the minimum of its
-round medians. Rows are committed as they are measured, keyed (fingerprint, op, round): killed at any
-moment, a build loses at most the op in flight, and a rerun skips every (op, round) already stored and
-never duplicates one. Then a few whole networks, sampled with a seed of their own, are timed the same
-way and the predictor's correction is fitted on them.
+Ops are measured in chunks (hwnas.latency.protocol: interleaved, calibrated rounds until the halves of the
+rounds agree); each op's counted rounds are committed in one transaction the moment it settles, keyed
+(fingerprint, op, round). Killed at any moment, a build loses at most the unsettled ops of the chunk in
+flight, and a rerun skips every op already stored and never duplicates one. Then a few whole networks,
+sampled with a seed of their own, are measured the same way and the predictor's correction is fitted on them.
 """
 from __future__ import annotations
 
@@ -16,22 +16,26 @@ import numpy as np
 import torch
 
 from hwnas.latency.lut.store import LutStore, space_id
+from hwnas.latency.protocol import NETWORK, OP, Protocol
 from hwnas.progress import log as _log
 from hwnas.progress import progress
 
 FIT_SEED = 0x5EED_F17  # whole networks for the correction come from this stream; validation never uses it
-DEFAULTS = {"rounds": 3, "warmup": 5, "runs": 15, "fit_networks": 24}
+OP_PROTOCOL, NETWORK_PROTOCOL = OP, NETWORK  # the protocols of op rows and of whole networks
+DEFAULTS = {"fit_networks": 24}
+CHUNK = 16  # artifacts measured together (interleaved); a kill loses at most the unsettled ones of one chunk
 
 
 @dataclass
 class BuildReport:
     fingerprint: str
     ops: int
-    measured: int       # (op, round) rows timed by this call
-    skipped: int        # (op, round) rows already in the table
-    networks: int       # whole networks timed by this call for the correction
+    measured: int       # ops measured by this call
+    skipped: int        # ops already in the table
+    networks: int       # whole networks measured by this call for the correction
     correction: dict
     seconds: float
+    statistic: str = ""
 
 
 def seeded_module(spec, seed_text: str):
@@ -54,44 +58,47 @@ def seeded_network(space, arch):
         torch.random.set_rng_state(state)
 
 
-def _runtime(fp: dict) -> str:
+def runtime_label(fp: dict) -> str:
     return f"{fp.get('runtime')} {fp.get('runtime_version')}"
 
 
-def time_ops(device, specs, store: LutStore, *, rounds: int, warmup: int, runs: int, description: str,
-             show_progress: bool = True, only_rounds=None, artifacts: dict | None = None,
-             executor=None) -> tuple[int, int]:
-    """Time each OpSpec `rounds` times (interleaved) into `store`. Returns (measured, skipped).
-    `only_rounds` restricts this call to some of the rounds (the builder interleaves networks between them).
-    With an `executor` (hwnas.executor), the ops are exported and timed where the device's queue lives,
-    split across the members of a device pool; rows are stored here as they come back."""
-    fp = device.fingerprint()
-    done = store.done(fp["key"])
-    round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
-    total = len(specs) * len(round_ids)
-    skipped = sum((s.key, r) in done for s in specs for r in round_ids)
-    artifacts = {} if artifacts is None else artifacts
+def measure_into(device, jobs: list[tuple], store_one, protocol: Protocol, *, description: str,
+                 show_progress: bool = True, executor=None, done: int = 0, chunk: int = CHUNK) -> int:
+    """Measure every job = (key, make_model, input_shape) on `device` with `protocol`, in chunks, calling
+    `store_one(key, latency)` as each settles. With an `executor` (hwnas.executor) the chunks run where the
+    device's queue lives (split across the members of a device pool). Returns how many were measured."""
     measured = 0
-    with progress(total, description, enabled=None if show_progress else False, completed=skipped) as bar:
+    with progress(len(jobs) + done, description, enabled=None if show_progress else False, completed=done) as bar:
+        def settled(key, lat):
+            nonlocal measured
+            store_one(key, lat)
+            measured += 1
+            bar.advance()
+
         if executor is not None:
             from hwnas.executor import measure_jobs
-            jobs = [((spec.key, r), spec.key, partial(seeded_module, spec, spec.key), spec.input_shape)
-                    for r in round_ids for spec in specs if (spec.key, r) not in done]
-            for (key, r), m in measure_jobs(executor, device, jobs, warmup=warmup, runs=runs, log=_log):
-                measured += store.put(fp, _runtime(fp), key, m, round=r)
-                bar.advance()
-            return measured, skipped
-        for r in round_ids:
-            for spec in specs:
-                if (spec.key, r) in done:
-                    continue
-                art = artifacts.get(spec.key)
-                if art is None:
-                    art = artifacts[spec.key] = device.prepare(seeded_module(spec, spec.key), spec.input_shape)
-                m = device.measure(art, warmup=warmup, runs=runs)
-                measured += store.put(fp, _runtime(fp), spec.key, m, round=r)
-                bar.advance()
-    return measured, skipped
+            for key, lat in measure_jobs(executor, device, jobs, protocol, chunk=chunk, log=_log):
+                settled(key, lat)
+        else:
+            from hwnas.latency.protocol import measure_latency
+            for i in range(0, len(jobs), chunk):
+                arts = {key: device.prepare(make(), shape) for key, make, shape in jobs[i:i + chunk]}
+                measure_latency(device, arts, protocol, on_done=settled)
+    return measured
+
+
+def time_ops(device, specs, store: LutStore, *, protocol: Protocol = OP_PROTOCOL, description: str = "ops",
+             show_progress: bool = True, executor=None, chunk: int = CHUNK) -> tuple[int, int]:
+    """Measure each OpSpec not yet in `store` on `device`. Returns (measured, skipped)."""
+    fp = device.fingerprint()
+    have = store.keys(fp["key"])
+    todo = [s for s in specs if s.key not in have]
+    jobs = [(s.key, partial(seeded_module, s, s.key), s.input_shape) for s in todo]
+    runtime = runtime_label(fp)
+    n = measure_into(device, jobs, lambda key, lat: store.put_latency(fp, runtime, key, lat), protocol,
+                     description=description, show_progress=show_progress, executor=executor,
+                     done=len(specs) - len(todo), chunk=chunk)
+    return n, len(specs) - len(todo)
 
 
 def fit_archs(space, n: int) -> list[tuple]:
@@ -105,59 +112,39 @@ def fit_archs(space, n: int) -> list[tuple]:
     return archs
 
 
-def time_networks(device, space, archs, store: LutStore, purpose: str, *, rounds: int, warmup: int, runs: int,
-                  show_progress: bool = True, description: str = "networks", only_rounds=None,
-                  artifacts: dict | None = None, executor=None) -> int:
-    """Time whole networks of `space` end to end in interleaved rounds; rows keyed by purpose."""
+def time_networks(device, space, archs, store: LutStore, purpose: str, *, protocol: Protocol = NETWORK_PROTOCOL,
+                  show_progress: bool = True, description: str = "networks", executor=None,
+                  chunk: int = CHUNK) -> int:
+    """Measure whole networks of `space` not yet stored for `purpose` ("fit", "validate")."""
     fp = device.fingerprint_key()
     sid = space_id(space)
     have = store.networks(fp, sid, purpose)
-    round_ids = list(range(rounds)) if only_rounds is None else list(only_rounds)
-    todo = [(r, a) for r in round_ids for a in archs if r not in have.get(tuple(a), {})]
-    artifacts = {} if artifacts is None else artifacts
-    measured = 0
+    todo = [tuple(a) for a in archs if tuple(a) not in have]
     shape = (1, 3, space.input_size, space.input_size)
-    total = len(archs) * len(round_ids)
-    with progress(total, description, enabled=None if show_progress else False,
-                  completed=total - len(todo)) as bar:
-        if executor is not None:
-            from hwnas.executor import measure_jobs
-            jobs = [((r, tuple(a)), repr(tuple(a)), partial(seeded_network, space, tuple(a)), shape) for r, a in todo]
-            for (r, a), m in measure_jobs(executor, device, jobs, warmup=warmup, runs=runs, log=_log):
-                measured += store.put_network(fp, sid, a, purpose, r, m)
-                bar.advance()
-            return measured
-        for r, a in todo:
-            a = tuple(a)
-            if a not in artifacts:
-                state = torch.random.get_rng_state()
-                torch.manual_seed(zlib.crc32(repr(a).encode()))
-                try:
-                    model = space.build(a).eval()
-                finally:
-                    torch.random.set_rng_state(state)
-                artifacts[a] = device.prepare(model, shape)
-            m = device.measure(artifacts[a], warmup=warmup, runs=runs)
-            measured += store.put_network(fp, sid, a, purpose, r, m)
-            bar.advance()
-    return measured
+    jobs = [(a, partial(seeded_network, space, a), shape) for a in todo]
+    return measure_into(device, jobs, lambda a, lat: store.put_network_latency(fp, sid, a, purpose, lat), protocol,
+                        description=description, show_progress=show_progress, executor=executor,
+                        done=len(archs) - len(todo), chunk=chunk)
 
 
 def network_values(store: LutStore, device, space, archs, purpose: str) -> np.ndarray:
-    """Minimum of round medians per network, in the order of `archs`."""
+    """Each network's measured latency (the protocol's statistic over its stored rounds), in the order of `archs`."""
+    from hwnas.latency.protocol import combine
     have = store.networks(device.fingerprint_key(), space_id(space), purpose)
-    return np.array([min(have[tuple(a)].values()) for a in archs])
+    return np.array([combine(list(have[tuple(a)].values())) for a in archs])
 
 
-def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], warmup: int = DEFAULTS["warmup"],
-              runs: int = DEFAULTS["runs"], fit_networks: int = DEFAULTS["fit_networks"], store: LutStore | None = None,
-              show_progress: bool = True, log=_log, executor=None) -> BuildReport:
+def build_lut(space, device, db_path=None, *, op_protocol: Protocol = OP_PROTOCOL,
+              network_protocol: Protocol = NETWORK_PROTOCOL, fit_networks: int = DEFAULTS["fit_networks"],
+              store: LutStore | None = None, show_progress: bool = True, log=_log, executor=None,
+              chunk: int = CHUNK) -> BuildReport:
     """Build (or complete) the table of `space` on `device`, then fit the predictor's correction.
-    `executor` (hwnas.executor; default: this process) routes the timings per device; a device pool
-    (farm) splits them across its members."""
+    `executor` (hwnas.executor; default: this process) routes the measurements per device; a device pool
+    (farm) splits them across its members; `chunk` artifacts are measured together (interleaved)."""
     import time
 
     from hwnas.latency.predict import LatencyPredictor
+    from hwnas.latency.protocol import statistic_of
 
     if isinstance(device, str):
         from hwnas.latency.devices import get_device
@@ -166,23 +153,15 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     store = store or LutStore(db_path)
     specs = space.all_ops()
     fp = device.fingerprint_key()
+    statistic = statistic_of(device, op_protocol)
     log(f"latency table: space {space.name!r} ({len(specs)} ops) on device {device.name!r} "
-        f"(fingerprint {fp}), {rounds} interleaved rounds, into {store.path}")
-    # Round r times every op, then the correction's networks: the networks' timings are spread over the
-    # whole build like the ops', so a busy spell on the shared machine cannot bias all of them at once.
+        f"(fingerprint {fp}), {statistic} of {op_protocol.min_rounds}-{op_protocol.max_rounds} rounds, "
+        f"into {store.path}")
+    measured, skipped = time_ops(device, specs, store, protocol=op_protocol, description=f"ops of {space.name}",
+                                 show_progress=show_progress, executor=executor, chunk=chunk)
     archs = fit_archs(space, fit_networks)
-    measured = skipped = nets = 0
-    op_artifacts: dict = {}
-    net_artifacts: dict = {}
-    for r in range(rounds):
-        m, s = time_ops(device, specs, store, rounds=rounds, warmup=warmup, runs=runs, only_rounds=[r],
-                        description=f"ops of {space.name}, round {r + 1}/{rounds}", show_progress=show_progress,
-                        artifacts=op_artifacts, executor=executor)
-        measured, skipped = measured + m, skipped + s
-        nets += time_networks(device, space, archs, store, "fit", rounds=rounds, warmup=warmup, runs=runs,
-                              only_rounds=[r], show_progress=show_progress, artifacts=net_artifacts,
-                              executor=executor,
-                              description=f"networks for the correction, round {r + 1}/{rounds}")
+    nets = time_networks(device, space, archs, store, "fit", protocol=network_protocol, show_progress=show_progress,
+                         executor=executor, description="networks for the correction", chunk=chunk)
     predictor = LatencyPredictor.for_space(space, device, store=store)
     s, n = predictor.features(archs)
     correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
@@ -190,4 +169,4 @@ def build_lut(space, device, db_path=None, *, rounds: int = DEFAULTS["rounds"], 
     loo = ", ".join(f"{k} {v:.2f}%" for k, v in correction["loo_mean_abs_pct"].items())
     log(f"correction ({correction['model']}, chosen by leave-one-out error on {correction['n_networks']} networks: "
         f"{loo}): measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + {correction['c']:.4f} ms")
-    return BuildReport(fp, len(specs), measured, skipped, nets, correction, time.perf_counter() - t0)
+    return BuildReport(fp, len(specs), measured, skipped, nets, correction, time.perf_counter() - t0, statistic)

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.latency.lut.build import time_ops
+from hwnas.latency.lut.build import OP_PROTOCOL, time_ops
 from hwnas.latency.lut.store import LutStore
+from hwnas.latency.protocol import Protocol
 
 
 def conv_key(h: int, w: int, cin: int, cout: int, kernel, stride, padding, dilation, depthwise: bool) -> str:
@@ -100,7 +101,7 @@ class LayerBuildReport:
 
 
 def build_layer_table(device, model: nn.Module, input_shape, channel_grid_step: int = 8, store: LutStore | None = None,
-                      model_id: str | None = None, *, rounds: int = 2, warmup: int = 3, runs: int = 10,
+                      model_id: str | None = None, *, protocol: Protocol = OP_PROTOCOL,
                       show_progress: bool = True) -> LayerBuildReport:
     """Time every Conv2d of `model` alone over its (cin, cout) grid on `device` into `store` (resumable)."""
     if channel_grid_step < 1:
@@ -114,7 +115,7 @@ def build_layer_table(device, model: nn.Module, input_shape, channel_grid_step: 
     fp = device.fingerprint()
     store.add_fingerprint(fp)
     store.put_layer_table(fp["key"], model_id, {"step": channel_grid_step, "layers": layers})
-    measured, skipped = time_ops(device, list(ops.values()), store, rounds=rounds, warmup=warmup, runs=runs,
+    measured, skipped = time_ops(device, list(ops.values()), store, protocol=protocol,
                                  description=f"convs of {model_id}", show_progress=show_progress)
     return LayerBuildReport(model_id, len(layers), len(ops), measured, skipped)
 

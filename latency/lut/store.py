@@ -1,11 +1,12 @@
 """The latency table store: SQLite in WAL mode, safe for several processes writing at once.
 
 Tables
-  measurements  one row per (device fingerprint, op key, round): median/p10/p90/std ms, count, time.
-                A LUT build times every op in several interleaved rounds; an op's table value is the
-                minimum of its round medians (the robust low statistic: on these shared machines the
-                per-round median drifts 5-10%, the per-round minimum 1-5%).
-  networks      whole-network timings per (fingerprint, space, arch, round), used to fit and validate
+  measurements  one row per (device fingerprint, op key, counted round of the measurement protocol): the
+                round's value (`median_ms`: calibrated where the device pairs runs with the reference),
+                the raw p10/p90/std ms, runs, time. An op's table value is the protocol's statistic over
+                its rounds (hwnas.latency.protocol.combine: their median); an op's rounds are committed
+                together, when it has settled.
+  networks      whole-network measurements per (fingerprint, space, arch, round), used to fit and validate
                 the predictor's correction.
   corrections   the fitted per-(fingerprint, space) correction of the op sum.
   layer_tables  per-layer (NetAdapt) tables: the convs' geometry and grid step per (fingerprint, model).
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 from hwnas.errors import HwnasError
-from hwnas.latency.measure import Measurement
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprints (key TEXT PRIMARY KEY, json TEXT NOT NULL);
@@ -91,30 +91,49 @@ class LutStore:
         return {k: json.loads(j) for k, j in self.db.execute("SELECT key, json FROM fingerprints")}
 
     # -- op rows ------------------------------------------------------------------------------------
-    def put(self, fingerprint: dict, runtime: str, key: str, m: Measurement, round: int = 0) -> bool:
-        """Store one round's measurement of op `key`; False if that (fingerprint, key, round) exists."""
+    def put_latency(self, fingerprint: dict, runtime: str, key: str, lat) -> int:
+        """Store every counted round of a settled measurement (hwnas.latency.protocol.Latency) of op `key`, in
+        one transaction; returns the rows inserted (0 if the op was stored already)."""
         fp = self.add_fingerprint(fingerprint)
-        cur = self.db.execute("INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
-                              (fp, runtime, key, int(round), m.median, m.p10, m.p90, m.std, m.count, _now()))
-        return cur.rowcount == 1
+        raw, now, per = lat.raw, _now(), max(1, lat.raw.count // max(1, lat.rounds))
+        rows = [(fp, runtime, key, r, v, raw.p10, raw.p90, raw.std, per, now) for r, v in enumerate(lat.segments_ms)]
+        return self._insert_all("INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
-    def done(self, fp_key: str) -> set[tuple[str, int]]:
-        return set(self.db.execute("SELECT key, round FROM measurements WHERE fingerprint=?", (fp_key,)))
+    def _insert_all(self, sql: str, rows: list[tuple]) -> int:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            n = sum(self.db.execute(sql, r).rowcount for r in rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return n
 
     def keys(self, fp_key: str) -> set[str]:
         return {k for (k,) in self.db.execute("SELECT DISTINCT key FROM measurements WHERE fingerprint=?", (fp_key,))}
 
+    def _rounds(self, fp_key: str, key: str | None = None) -> dict[str, list[float]]:
+        q, args = "SELECT key, median_ms FROM measurements WHERE fingerprint=?", (fp_key,)
+        if key is not None:
+            q, args = q + " AND key=?", (fp_key, key)
+        out: dict[str, list[float]] = {}
+        for k, v in self.db.execute(q + " ORDER BY key, round", args):
+            out.setdefault(k, []).append(v)
+        return out
+
     def values(self, fp_key: str) -> dict[str, float]:
-        """op key -> table value (minimum of its round medians), for one fingerprint."""
-        return dict(self.db.execute("SELECT key, MIN(median_ms) FROM measurements WHERE fingerprint=? GROUP BY key",
-                                    (fp_key,)))
+        """op key -> table value (the protocol's statistic over its rounds), for one fingerprint."""
+        from hwnas.latency.protocol import combine
+        return {k: combine(v) for k, v in self._rounds(fp_key).items()}
 
     def get(self, fp_key: str, key: str) -> dict | None:
-        row = self.db.execute("SELECT MIN(median_ms), COUNT(*), MAX(p90_ms), SUM(n) FROM measurements "
-                              "WHERE fingerprint=? AND key=?", (fp_key, key)).fetchone()
-        if not row or row[1] == 0:
+        from hwnas.latency.protocol import combine
+        rounds = self._rounds(fp_key, key).get(key)
+        if not rounds:
             return None
-        return {"key": key, "value_ms": row[0], "rounds": row[1], "p90_ms": row[2], "n": row[3]}
+        row = self.db.execute("SELECT MAX(p90_ms), SUM(n) FROM measurements WHERE fingerprint=? AND key=?",
+                              (fp_key, key)).fetchone()
+        return {"key": key, "value_ms": combine(rounds), "rounds": len(rounds), "p90_ms": row[0], "n": row[1]}
 
     def rows(self, fp_key: str | None = None) -> list[dict]:
         q = f"SELECT {', '.join(COLUMNS)} FROM measurements"
@@ -129,10 +148,11 @@ class LutStore:
         return self.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
     # -- whole networks and corrections -------------------------------------------------------------------
-    def put_network(self, fp_key: str, space: str, arch, purpose: str, round: int, m: Measurement) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO networks VALUES (?,?,?,?,?,?,?,?)",
-                              (fp_key, space, json.dumps(list(arch)), purpose, int(round), m.median, m.count, _now()))
-        return cur.rowcount == 1
+    def put_network_latency(self, fp_key: str, space: str, arch, purpose: str, lat) -> int:
+        """Every counted round of a settled whole-network measurement, in one transaction."""
+        a, now, per = json.dumps(list(arch)), _now(), max(1, lat.raw.count // max(1, lat.rounds))
+        rows = [(fp_key, space, a, purpose, r, v, per, now) for r, v in enumerate(lat.segments_ms)]
+        return self._insert_all("INSERT OR IGNORE INTO networks VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def networks(self, fp_key: str, space: str, purpose: str) -> dict[tuple, dict[int, float]]:
         out: dict[tuple, dict[int, float]] = {}

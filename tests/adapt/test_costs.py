@@ -4,6 +4,7 @@ import sqlite3
 from hwnas.adapt.costs import LayerCosts, conv_inputs
 from hwnas.adapt.groups import build_graph, conv_changes
 from hwnas.latency.devices import get_device
+from tests.latency.lut_helpers import fast_protocol
 from tinynet import TinyNet
 
 SHAPE = (1, 3, 32, 32)
@@ -19,7 +20,7 @@ def test_costs_measured_once_then_read_back(tmp_path):
     db = tmp_path / "layers.db"
     m = TinyNet()
     dev = get_device("cpu")
-    costs = LayerCosts(dev, m, SHAPE, db=db, runs=5, warmup=2)
+    costs = LayerCosts(dev, m, SHAPE, db=db, protocol=fast_protocol(2, 5, 2))
     wide = costs.latency("head.0", 64, 128)
     narrow = costs.latency("head.0", 64, 8)
     assert wide > 0 and narrow > 0 and costs.timed == 2
@@ -28,8 +29,9 @@ def test_costs_measured_once_then_read_back(tmp_path):
     d = costs.delta(conv_changes(m, g, "head.0", 120))
     assert d == costs.latency("head.0", 64, 8) - wide
     costs.close()
-    again = LayerCosts(dev, m, SHAPE, db=db, runs=5, warmup=2)
+    again = LayerCosts(dev, m, SHAPE, db=db, protocol=fast_protocol(2, 5, 2))
     assert again.latency("head.0", 64, 128) == wide and again.timed == 0
     rows = sqlite3.connect(db).execute("SELECT fingerprint, key FROM measurements").fetchall()
-    assert len(rows) == 2 and all(fp == dev.fingerprint_key() for fp, _ in rows)
+    assert len(rows) == 4 and len({k for _, k in rows}) == 2  # two convs, two counted rounds each
+    assert all(fp == dev.fingerprint_key() for fp, _ in rows)
     assert any("in:8x8x64-out:128-k:1x1" in k for _, k in rows)

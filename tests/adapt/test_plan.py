@@ -7,6 +7,7 @@ from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups
 from hwnas.adapt.netadapt import _allowed_counts, plan_cuts
 from hwnas.latency.devices import get_device
+from tests.latency.lut_helpers import fast_protocol
 from tinynet import TinyNet
 
 SHAPE = (1, 3, 32, 32)
@@ -25,7 +26,7 @@ def setting(tmp_path_factory):
     graph = build_graph(model, SHAPE)
     groups = prunable_groups(model, graph)
     costs = LayerCosts(get_device("cpu"), model, SHAPE, db=tmp_path_factory.mktemp("plan") / "layers.db",
-                       runs=10, warmup=3)
+                       protocol=fast_protocol(3, 10, 3))
     yield model, graph, groups, costs
     costs.close()
 

@@ -68,3 +68,15 @@ def build_and_kill(build, store, rows: int, pid: int, poll: float = 0.02) -> dic
     t.join(300)
     assert not t.is_alive(), "the build did not finish within 300 s of the kill"
     return outcome
+
+
+def fast_protocol(rounds: int = 2, runs: int = 3, warmup: int = 1):
+    """A cheap measurement protocol for tests: exactly `rounds` rounds of `runs` runs."""
+    from hwnas.latency.protocol import Protocol
+    return Protocol(warmup=warmup, runs=runs, min_rounds=rounds, max_rounds=rounds)
+
+
+def fast_build(rounds: int = 2, runs: int = 3, warmup: int = 1, **kw) -> dict:
+    """build_lut keyword arguments with cheap protocols for ops and networks."""
+    p = fast_protocol(rounds, runs, warmup)
+    return {"op_protocol": p, "network_protocol": p, **kw}

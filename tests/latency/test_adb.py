@@ -125,7 +125,8 @@ def test_cli_profile_mobilenet_v2_on_the_emulated_phone(fake_phone, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["device"] == "pixel" and res["fingerprint"]["backend"] == "adb"
-    assert res["fingerprint"]["cpu_mask"] == "70" and res["runs"] == 3
+    assert res["fingerprint"]["cpu_mask"] == "70" and res["runs_per_round"] == 3
+    assert res["statistic"] == "median of round medians" and res["runs"] == 3 * res["reproducibility"]["rounds"]
     assert res["latency_ms"]["median"] > 0 and res["samples_ms"] == []
     assert sum(1 for o in res["per_op"] if o["op_type"] == "DEPTHWISE_CONV_2D") >= 10
 
@@ -136,3 +137,23 @@ def test_unplugged_after_check(fake_phone, net):
     fake_phone.remove_device()
     with pytest.raises(HwnasError, match="EMU0PIXEL is no longer attached"):
         dev.measure(net, SHAPE, warmup=1, runs=2)
+
+
+def test_options_the_phone_cannot_honour_are_refused_and_the_others_forwarded(fake_phone, net):
+    """benchmark_model has --min_secs / --max_secs but no confidence-interval stop rule and no paired
+    calibration: the first are forwarded, the others refused with one line (never silently dropped)."""
+    dev = phone(fake_phone)
+    for kw, option in [({"adaptive": True}, "adaptive"), ({"paired": True}, "paired"), ({"rel_ci": 0.01}, "rel_ci")]:
+        with pytest.raises(HwnasError, match=f"device 'phone' \\(adb\\) cannot honour {option}: .*fixed count"):
+            dev.measure(net, SHAPE, warmup=1, runs=2, **kw)
+    cmd = dev.backend._command("/data/local/tmp/m.tflite", dev.prepare(net, SHAPE), 1, 3, False, 0.4, 5.0)
+    assert "--min_secs=0.4" in cmd and "--max_secs=5" in cmd
+    m = dev.measure(net, SHAPE, warmup=1, runs=3, min_time_s=0.3)
+    assert m.count > 3  # the emulated benchmark_model kept running for --min_secs, as the real one does
+
+
+def test_the_protocol_on_a_phone_is_uncalibrated_and_says_so(fake_phone, net):
+    from hwnas.latency.protocol import UNCALIBRATED, Protocol
+    lat = phone(fake_phone).latency(net, SHAPE, Protocol(warmup=1, runs=3, min_rounds=2, max_rounds=3))
+    assert lat.statistic == UNCALIBRATED and lat.reference is None and 2 <= lat.rounds <= 3
+    assert lat.raw.samples_ms == [] and lat.raw.count >= 2 * 3  # benchmark_model reports summaries only

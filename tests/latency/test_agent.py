@@ -185,3 +185,20 @@ def test_serve_refuses_to_start_without_a_token(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert r.stderr.startswith("Error: the agent needs a token") and "secrets.token_urlsafe" in r.stderr
+
+
+def test_protocol_options_reach_the_agents_device(agent, monkeypatch, lenet):
+    """The remote backend forwards every option: a paired (calibrated) measurement and an adaptive one run on
+    the agent, and the protocol over the agent is calibrated by the agent's own reference."""
+    port, tmp = agent
+    monkeypatch.setenv("HWNAS_TEST_AGENT_TOKEN", TOKEN)
+    dev = get_device("farbox", client_devices(tmp, port))
+    m = dev.measure(lenet, SHAPE, warmup=1, runs=6, paired=True, pair_every=2)
+    assert len(m.paired_ms) == 3 and m.reference_ms > 0 and m.pair_every == 2
+    m = dev.measure(lenet, SHAPE, warmup=1, runs=5, adaptive=True, rel_ci=0.5, min_runs=5, time_cap_s=5)
+    assert m.stopped_by in ("converged", "time_cap")
+    from hwnas.latency.protocol import CALIBRATED, Protocol
+    lat = dev.latency(lenet, SHAPE, Protocol(runs=5, min_rounds=2, max_rounds=3))
+    assert lat.statistic == CALIBRATED and lat.reference["nominal_ms"] > 0
+    with pytest.raises(HwnasError, match="unknown measurement option"):
+        dev.measure(lenet, SHAPE, warmup=1, runs=2, min_tim_s=1)

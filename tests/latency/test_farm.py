@@ -9,10 +9,10 @@ from hwnas.executor import LocalExecutor
 from hwnas.latency.devices import get_device, list_devices
 from hwnas.latency.lut.build import build_lut
 from hwnas.latency.lut.store import LutStore
-from tests.latency.lut_helpers import build_and_kill, micro_space
+from tests.latency.lut_helpers import build_and_kill, fast_build, micro_space
 from tests.latency.test_agent import TOKEN, client_devices, start_agent, stop
 
-BUILD = {"rounds": 1, "warmup": 1, "runs": 2, "fit_networks": 2, "show_progress": False}
+BUILD = fast_build(rounds=2, runs=2, fit_networks=2, show_progress=False)
 
 
 def farm_file(tmp_path, ports, remote_devices=None, **farm):
@@ -55,7 +55,7 @@ def test_a_farm_of_two_agents_splits_a_build(agents, tmp_path, monkeypatch, capf
     fp = get_device("cpu").fingerprint_key()     # the agents' device: same machine, same runtime
     assert rep.fingerprint == fp and rep.measured == len(ops)
     rows = [(r["fingerprint"], r["key"], r["round"]) for r in LutStore(tmp_path / "farm.db").rows()]
-    assert sorted(rows) == sorted((fp, s.key, 0) for s in ops)   # merged into one table, each row once
+    assert sorted(rows) == sorted((fp, s.key, r) for s in ops for r in range(2))   # one table, each row once
     counts = split_counts(capfd.readouterr().err)
     assert sorted(counts) == sorted(f"agent 127.0.0.1:{p}/cpu" for p in agents)
     assert all(n > 0 for n in counts.values()) and sum(counts.values()) >= len(ops)
@@ -99,7 +99,7 @@ def test_an_agent_killed_mid_build_loses_and_duplicates_no_row(tmp_path, monkeyp
 
         def build():
             with LocalExecutor() as ex:
-                return build_lut(space, farm, db, executor=ex, **{**BUILD, "rounds": rounds})
+                return build_lut(space, farm, db, executor=ex, chunk=2, **BUILD)  # many small tasks to fail on
 
         # one agent of the pool dies mid-build
         outcome = build_and_kill(build, store, rows=6, pid=procs[1][0].pid)

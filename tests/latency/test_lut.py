@@ -18,9 +18,9 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.search.spaces import get_space
 from hwnas.search.spaces.mnasnet import effective_skip
 from tests.cli_helpers import hwnas
-from tests.latency.lut_helpers import SingleOpSpace, micro_space
+from tests.latency.lut_helpers import SingleOpSpace, fast_build, fast_protocol, micro_space
 
-FAST = dict(rounds=2, warmup=1, runs=3)
+FAST = fast_build(rounds=2, runs=3)
 
 
 # -- keys ------------------------------------------------------------------------------------------------
@@ -64,26 +64,35 @@ def fake_fp(key="f1"):
     return {"key": key, "runtime": "onnxruntime", "runtime_version": "1"}
 
 
-def test_rows_are_stored_once_and_values_are_min_of_rounds(tmp_path):
+def lat(*rounds):
+    """A settled measurement whose counted rounds read `rounds` (ms)."""
+    from hwnas.latency.protocol import Latency, combine, halves
+    return Latency(ms=combine(rounds), statistic="calibrated median", segments_ms=list(rounds),
+                   halves_ms=halves(rounds), stopped_by="agreement", reruns={},
+                   raw=Measurement.from_samples(list(rounds)))
+
+
+def test_a_settled_measurement_is_stored_in_one_go_and_once(tmp_path):
     s = LutStore(tmp_path / "t.db")
-    m1, m2 = Measurement.from_samples([2.0, 2.2, 2.4]), Measurement.from_samples([1.8, 1.9, 2.0])
-    assert s.put(fake_fp(), "ort", "op-a", m1, round=0)
-    assert not s.put(fake_fp(), "ort", "op-a", m2, round=0)   # the same (fingerprint, op, round): ignored
-    assert s.put(fake_fp(), "ort", "op-a", m2, round=1)
-    assert s.values("f1") == {"op-a": pytest.approx(1.9)}
-    assert s.count("f1") == 2
+    assert s.put_latency(fake_fp(), "ort", "op-a", lat(2.2, 1.9, 2.6)) == 3
+    assert s.put_latency(fake_fp(), "ort", "op-a", lat(1.0, 1.0)) == 0   # the same (fingerprint, op, rounds): ignored
+    assert s.values("f1") == {"op-a": pytest.approx(2.2)}   # the protocol's statistic: the median of its rounds
+    assert s.get("f1", "op-a")["value_ms"] == pytest.approx(2.2) and s.get("f1", "op-a")["rounds"] == 3
+    assert s.count("f1") == 3
+    assert s.put_network_latency("f1", "sp", (1, 2), "fit", lat(2.1, 1.9, 2.0)) == 3
+    assert s.networks("f1", "sp", "fit") == {(1, 2): {0: 2.1, 1: 1.9, 2: 2.0}}
 
 
 def test_export_import_round_trip(tmp_path):
     src = LutStore(tmp_path / "a.db")
     for i in range(5):
-        src.put(fake_fp(), "ort", f"op-{i}", Measurement.from_samples([1.0 + i, 1.1 + i]), round=i % 2)
+        src.put_latency(fake_fp(), "ort", f"op-{i}", lat(1.0 + i, 1.1 + i))
     src.put_correction("f1", "micro", {"a": 0.9, "b": 0.01, "c": 0.1, "n_networks": 3})
     for suffix in ("csv", "json"):
         path = tmp_path / f"lut.{suffix}"
-        assert src.export(path) == 5
+        assert src.export(path) == 10
         dst = LutStore(tmp_path / f"b-{suffix}.db")
-        assert dst.import_(path) == 5
+        assert dst.import_(path) == 10
         assert dst.import_(path) == 0  # importing again adds nothing
         assert dst.values("f1") == pytest.approx(src.values("f1"))
         assert dst.rows("f1") == src.rows("f1")
@@ -92,13 +101,13 @@ def test_export_import_round_trip(tmp_path):
 
 def test_import_refuses_another_fingerprint_unless_asked(tmp_path):
     src = LutStore(tmp_path / "a.db")
-    src.put(fake_fp("phone"), "litert", "op-a", Measurement.from_samples([3.0, 3.1]))
+    src.put_latency(fake_fp("phone"), "litert", "op-a", lat(3.0, 3.1))
     src.export(tmp_path / "phone.json")
     dst = LutStore(tmp_path / "b.db")
     with pytest.raises(HwnasError, match="refusing to mix"):
         dst.import_(tmp_path / "phone.json", expect_fingerprint="mine")
     assert dst.count() == 0
-    assert dst.import_(tmp_path / "phone.json", expect_fingerprint="mine", allow_mixed=True, fingerprint=fake_fp("mine")) == 1
+    assert dst.import_(tmp_path / "phone.json", expect_fingerprint="mine", allow_mixed=True, fingerprint=fake_fp("mine")) == 2
     assert dst.values("mine") == {"op-a": pytest.approx(3.05)}
 
 
@@ -113,7 +122,7 @@ def test_bad_import_file(tmp_path):
 def test_predictor_is_exact_on_a_network_of_a_single_op(tmp_path):
     space, dev = SingleOpSpace(), get_device("cpu")
     store = LutStore(tmp_path / "t.db")
-    time_ops(dev, space.all_ops(), store, description="ops", show_progress=False, **FAST)
+    time_ops(dev, space.all_ops(), store, description="ops", show_progress=False, protocol=fast_protocol())
     p = LatencyPredictor.for_space(space, dev, store=store)
     values = store.values(dev.fingerprint_key())
     for arch in [(0,), (1,)]:
@@ -128,7 +137,7 @@ def test_missing_table_and_foreign_fingerprint_are_clear_errors(tmp_path):
     with pytest.raises(HwnasError, match=r"lacks \d+ of \d+ ops.*hwnas lut build --device cpu --space micro"):
         LatencyPredictor.for_space(space, get_device("cpu"), store=store)
     other = get_device("cpu-all")
-    time_ops(other, space.all_ops(), store, description="ops", show_progress=False, rounds=1, warmup=0, runs=2)
+    time_ops(other, space.all_ops(), store, description="ops", show_progress=False, protocol=fast_protocol(2, 2, 0))
     if other.fingerprint_key() == get_device("cpu").fingerprint_key():
         pytest.skip("cpu-all has one thread on this machine: same fingerprint as cpu")
     with pytest.raises(HwnasError, match="not mixed in unless you ask"):
@@ -140,9 +149,10 @@ def test_missing_table_and_foreign_fingerprint_are_clear_errors(tmp_path):
 def test_build_predicts_and_corrects(tmp_path):
     space, dev = micro_space(), get_device("cpu")
     rep = build_lut(space, dev, tmp_path / "t.db", fit_networks=6, show_progress=False, log=lambda m: None, **FAST)
-    assert rep.measured == rep.ops * 2 and rep.skipped == 0 and rep.networks == 12
+    assert rep.measured == rep.ops and rep.skipped == 0 and rep.networks == 6
+    assert LutStore(tmp_path / "t.db").count(dev.fingerprint_key()) == rep.ops * 2   # 2 counted rounds per op
     again = build_lut(space, dev, tmp_path / "t.db", fit_networks=6, show_progress=False, log=lambda m: None, **FAST)
-    assert again.measured == 0 and again.skipped == rep.ops * 2 and again.networks == 0
+    assert again.measured == 0 and again.skipped == rep.ops and again.networks == 0
     p = LatencyPredictor.for_space(space, dev, db_path=tmp_path / "t.db")
     assert p.correction["n_networks"] == 6
     archs = np.array([space.sample(np.random.default_rng(i)) for i in range(20)])
@@ -179,10 +189,10 @@ BUILD_SCRIPT = textwrap.dedent("""
     from hwnas.latency.devices import get_device
     from hwnas.latency.lut import LutStore
     from hwnas.latency.lut.build import time_ops
-    from tests.latency.lut_helpers import micro_space
+    from tests.latency.lut_helpers import fast_protocol, micro_space
     space = micro_space()
-    time_ops(get_device("cpu"), space.all_ops(), LutStore(sys.argv[1]), rounds=int(sys.argv[2]), warmup=1,
-             runs=int(sys.argv[3]), description="ops", show_progress=False)
+    time_ops(get_device("cpu"), space.all_ops(), LutStore(sys.argv[1]),
+             protocol=fast_protocol(int(sys.argv[2]), int(sys.argv[3])), description="ops", show_progress=False)
 """)
 
 
@@ -231,7 +241,7 @@ def test_cli_build_validate_export_import(tmp_path):
 
     def run(*args):
         return hwnas(*args, env=env)
-    r = run("lut", "build", "--space", "mnasnet-tiny", "--db", db, "--rounds", "1", "--runs", "2", "--warmup", "0",
+    r = run("lut", "build", "--space", "mnasnet-tiny", "--db", db, "--rounds", "2", "--runs", "2", "--warmup", "0",
             "--fit-networks", "4", "--json", "-")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ops"] == len(get_space("mnasnet-tiny").all_ops())

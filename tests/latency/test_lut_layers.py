@@ -6,6 +6,7 @@ from hwnas.errors import HwnasError
 from hwnas.latency.devices import get_device
 from hwnas.latency.lut import LayerLatencyTable, LutStore, build_layer_table
 from hwnas.latency.lut.layers import conv_key, grid
+from tests.latency.lut_helpers import fast_protocol
 
 
 def small_model():
@@ -23,13 +24,13 @@ def test_build_resume_and_interpolate(tmp_path):
     dev = get_device("cpu")
     store = LutStore(tmp_path / "lut.db")
     rep = build_layer_table(dev, small_model(), (1, 3, 8, 8), channel_grid_step=4, store=store, model_id="small",
-                            rounds=1, warmup=1, runs=3, show_progress=False)
+                            protocol=fast_protocol(), show_progress=False)
     # conv 0: cin {3} x cout {4, 8}; depthwise: {4, 8}; pointwise: cin {4, 8} x cout {4, 8, 12}
     assert (rep.layers, rep.points, rep.measured, rep.skipped) == (3, 10, 10, 0)
     again = build_layer_table(dev, small_model(), (1, 3, 8, 8), channel_grid_step=4, store=store, model_id="small",
-                              rounds=1, warmup=1, runs=3, show_progress=False)
+                              protocol=fast_protocol(), show_progress=False)
     assert (again.measured, again.skipped) == (0, 10)
-    assert store.count(dev.fingerprint_key()) == 10
+    assert store.count(dev.fingerprint_key()) == 20  # 10 points x 2 counted rounds
 
     table = LayerLatencyTable.load(store, dev.fingerprint_key(), "small")
     fp = dev.fingerprint_key()
@@ -55,10 +56,10 @@ def test_layer_table_survives_json_export_import(tmp_path):
     dev = get_device("cpu")
     store = LutStore(tmp_path / "a.db")
     build_layer_table(dev, nn.Sequential(nn.Conv2d(4, 8, 1)), (1, 4, 4, 4), channel_grid_step=4, store=store,
-                      model_id="one", rounds=1, warmup=1, runs=2, show_progress=False)
+                      model_id="one", protocol=fast_protocol(2, 2), show_progress=False)
     store.export(tmp_path / "t.json")
     other = LutStore(tmp_path / "b.db")
-    assert other.import_(tmp_path / "t.json") == 2
+    assert other.import_(tmp_path / "t.json") == 4  # 2 points x 2 rounds
     a = LayerLatencyTable.load(store, dev.fingerprint_key(), "one")
     b = LayerLatencyTable.load(other, dev.fingerprint_key(), "one")
     assert a.latency("0", 4, 6) == b.latency("0", 4, 6) > 0

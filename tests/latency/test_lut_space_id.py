@@ -12,9 +12,9 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.validate import validate
 from hwnas.search.spaces import get_space
 from hwnas.search.spaces.mnasnet import MnasNetSpace
-from tests.latency.lut_helpers import micro_space
+from tests.latency.lut_helpers import fast_build, fast_protocol, micro_space
 
-FAST = dict(rounds=1, warmup=0, runs=2, show_progress=False, log=lambda m: None)
+FAST = fast_build(rounds=2, warmup=0, runs=2, show_progress=False, log=lambda m: None)
 
 
 def test_space_id_separates_configurations_of_one_name():
@@ -52,9 +52,9 @@ def test_validation_never_reuses_the_fit_networks(tmp_path):
     build_lut(space, dev, db, fit_networks=10, **FAST)
     fit = set(LutStore(db).networks(dev.fingerprint_key(), space_id(space), "fit"))
     assert len(fit) == 10
-    rep = validate(space, dev, db, samples=6, seed=0, rounds=2, warmup=0, runs=2, show_progress=False)
+    rep = validate(space, dev, db, samples=6, seed=0, protocol=fast_protocol(2, 2, 0), show_progress=False)
     held_out = {tuple(n["arch"]) for n in rep["networks"]}
     assert len(held_out) == 6 and not held_out & fit
     assert np.isfinite(rep["predictor"]["rmse_ms"])
     with pytest.raises(HwnasError, match="only 6"):
-        validate(space, dev, db, samples=7, seed=0, rounds=2, warmup=0, runs=2, show_progress=False)
+        validate(space, dev, db, samples=7, seed=0, protocol=fast_protocol(2, 2, 0), show_progress=False)

@@ -39,7 +39,7 @@ def _toy_run(out, strategy="evolution", n=24, device=None, resume=False, target=
     est = CachedEstimator(get_estimator("naswot", space, seed=0, calibration=6, batch_size=8), out / "cache.jsonl")
     return SearchRun(out, space, ToyPredictor(space), get_strategy(strategy, space, seed=0), est,
                      Reward.hard(target), samples=n, device=device, top_k=top_k,
-                     config={"space": "toy", "strategy": strategy}, resume=resume, measure_runs=20, **kw)
+                     config={"space": "toy", "strategy": strategy}, resume=resume, **kw)
 
 
 def test_search_writes_every_file_and_measures_top_k_on_cpu(tmp_path):

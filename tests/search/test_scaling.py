@@ -5,6 +5,7 @@ import math
 import pytest
 
 from hwnas.errors import HwnasError
+from hwnas.latency.protocol import Protocol
 from hwnas.search.scaling import CompoundScaling, Scaled, compound_grid, find_phi
 
 
@@ -67,7 +68,8 @@ def test_scale_end_to_end_and_resume(tmp_path):
     dev = get_device("cpu")
     grid = [(2.0, 1.0, 1.0), (1.0, 1.0, 1.4)]
     kw = dict(base="efficientnet_b0", target_ms=1000.0, resolution=16, steps=2, final_steps=1, batch_size=16,
-              grid=grid, phi_min=-1.0, phi_max=1.0, bisect_steps=1, measure_runs=3)
+              grid=grid, phi_min=-1.0, phi_max=1.0, bisect_steps=1,
+              protocol=Protocol(warmup=1, runs=3, min_rounds=2, max_rounds=3))
     out = tmp_path / "run"
     r1 = CompoundScaling(out, dev, **kw)
     summary = r1.run()

@@ -9,11 +9,12 @@ estimate of their work (output elements x weights per output channel).
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from hwnas.latency.measure import measure
+from hwnas.latency.measure import Measurement, measure
 
 
 def flags(argv):
@@ -124,9 +125,16 @@ def main(argv):
     w = measure(it.invoke, warmup=0, runs=warmup)
     print("INFO: " + stats_line(w))
     print()
-    print(f"INFO: Running benchmark for at least {runs} iterations and at least 0 seconds but terminate if "
-          f"exceeding 150 seconds.")
-    m = measure(it.invoke, warmup=0, runs=runs)
+    min_secs, max_secs = float(f.get("min_secs", "1")), float(f.get("max_secs", "150"))
+    print(f"INFO: Running benchmark for at least {runs} iterations and at least {min_secs:g} seconds but terminate "
+          f"if exceeding {max_secs:g} seconds.")
+    # benchmark_model's rule: at least --num_runs runs and at least --min_secs, never beyond --max_secs
+    samples, start = [], time.monotonic()
+    while len(samples) < runs or time.monotonic() - start < min_secs:
+        samples += measure(it.invoke, warmup=0, runs=1).samples_ms
+        if time.monotonic() - start > max_secs:
+            break
+    m = Measurement.from_samples(samples)
     print("INFO: " + stats_line(m))
     print()
     print(f"INFO: Inference timings in us: Init: {us(init.median)}, First inference: {us(w.samples_ms[0])}, "
