@@ -36,9 +36,8 @@ def run_demo(device: str = "cpu", out: str = "runs/demo", steps: int = 300, devi
         rows.append({"model": name, "macs": s["macs"], "params": s["params"], "latency_ms": lat[name].ms,
                      "statistic": lat[name].statistic, "spread_pct": lat[name].spread_pct})
     base = rows[0]
-    t = Table()
-    for col in ("model", "MACs", "params", "latency ms", "halves agree", "MACs vs mobilenet_v2",
-                "latency vs mobilenet_v2"):
+    t = Table(caption="ratios against mobilenet_v2; halves: how far two halves of the rounds are apart")
+    for col in ("model", "MACs", "params", "ms", "halves", "MACs ratio", "latency ratio"):
         t.add_column(col, justify="right" if col != "model" else "left")
     for r in rows:
         t.add_row(r["model"], f"{r['macs'] / 1e6:.0f}M", f"{r['params'] / 1e6:.2f}M", f"{r['latency_ms']:.2f}",

@@ -108,11 +108,10 @@ class Latency:
                 f"±{self.spread_pct / 2:.1f}%{f', {rer} re-run' if rer else ''})")
 
     def to_dict(self, samples: bool = False) -> dict:
-        d = {"ms": self.ms, "statistic": self.statistic, "rounds": self.rounds, "segments_ms": self.segments_ms,
-             "halves_ms": list(self.halves_ms), "spread_pct": self.spread_pct, "stopped_by": self.stopped_by,
-             "reruns": dict(self.reruns), "reference": self.reference, "pair_every": self.pair_every,
-             "protocol": self.protocol, "raw": self.raw.to_dict(samples=samples)}
-        return d
+        return {"ms": self.ms, "statistic": self.statistic, "rounds": self.rounds, "segments_ms": self.segments_ms,
+                "halves_ms": list(self.halves_ms), "spread_pct": self.spread_pct, "stopped_by": self.stopped_by,
+                "reruns": dict(self.reruns), "reference": self.reference, "pair_every": self.pair_every,
+                "protocol": self.protocol, "raw": self.raw.to_dict(samples=samples)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Latency":
@@ -122,10 +121,19 @@ class Latency:
                    pair_every=int(d.get("pair_every", 0)), protocol=dict(d.get("protocol", {})))
 
 
+def calibrates(device, protocol: Protocol | None = None) -> bool:
+    """Whether `protocol` pairs runs with the reference on `device`: where the device can, unless told not to
+    (told to where it cannot: the device's one-line refusal)."""
+    asked = (protocol or NETWORK).calibrate
+    can = "paired" in device.backend.protocol_options
+    if asked and not can:
+        device.check_protocol(paired=True)
+    return can if asked is None else bool(asked)
+
+
 def statistic_of(device, protocol: Protocol | None = None) -> str:
-    """The statistic `protocol` reports on `device` (calibrated wherever the device can pair runs)."""
-    calibrate = (protocol or NETWORK).calibrate
-    return CALIBRATED if calibrate is not False and "paired" in device.backend.protocol_options else UNCALIBRATED
+    """The statistic `protocol` reports on `device`."""
+    return CALIBRATED if calibrates(device, protocol) else UNCALIBRATED
 
 
 # -- the statistic, in one place (the latency tables combine stored segments with it too) ----------------
@@ -199,21 +207,15 @@ def pairing(artifact_ms: float, reference_ms: float, runs: int) -> tuple[int, in
 
 # -- the rounds -------------------------------------------------------------------------------------------
 def measure_latency(device, artifacts: dict[Hashable, object], protocol: Protocol | None = None, *,
-                    on_done: Callable[[Hashable, Latency], None] | None = None,
-                    on_round: Callable[[int, int], None] | None = None, **overrides) -> dict[Hashable, Latency]:
+                    on_done: Callable[[Hashable, Latency], None] | None = None, **overrides) -> dict[Hashable, Latency]:
     """Measured latency of every artifact on `device`: prepared Artifacts, (model, input_shape) pairs, or
     model files / zoo names (what Device.prepare takes). `on_done(key, latency)` is called as each artifact
-    settles (e.g. to store it at once); `on_round(r, active)` before each round."""
+    settles (e.g. to store it at once)."""
     p = replace(protocol or NETWORK, **overrides).check()
     from hwnas.latency.devices import Artifact
     arts = {k: a if isinstance(a, Artifact) else device.prepare(*a) if isinstance(a, tuple) else device.prepare(a)
             for k, a in artifacts.items()}
-    calibrate = p.calibrate
-    can_pair = "paired" in device.backend.protocol_options
-    if calibrate is None:
-        calibrate = can_pair
-    elif calibrate and not can_pair:
-        device.check_protocol(paired=True)  # the device's own one-line refusal
+    calibrate = calibrates(device, p)
     device.backend.check()
 
     # per artifact: pairing (decided from a short probe), counted segments, raw runs, re-runs
@@ -233,8 +235,6 @@ def measure_latency(device, artifacts: dict[Hashable, object], protocol: Protoco
     active = list(arts)
     r = 0
     while active:
-        if on_round is not None:
-            on_round(r, len(active))
         shift = r % len(active)
         for k in active[shift:] + active[:shift]:
             every, runs = plan[k]
