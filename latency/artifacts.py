@@ -2,15 +2,36 @@
 in the format a device runs, with concrete input shapes."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.latency.devices.base import Artifact
 from hwnas.units import parse_shape
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+MAX_INPUT_BYTES = 2 * 2**30  # what a device allocates for one model's inputs, all together
+
+
+def check_input_size(inputs: dict[str, tuple[tuple[int, ...], Any]]) -> None:
+    """Refuse, before anything is allocated, inputs {name: (shape, numpy dtype)} above MAX_INPUT_BYTES."""
+    need = sum(math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize for shape, dtype in inputs.values())
+    if need <= MAX_INPUT_BYTES:
+        return
+    what = ", ".join((f"{name}=" if len(inputs) > 1 else "") + f"{'x'.join(map(str, shape))} ({np.dtype(dtype).name})"
+                     for name, (shape, dtype) in inputs.items())
+    raise HwnasError(f"input{'s' if len(inputs) > 1 else ''} {what} would need {_gib(need)} GiB"
+                     f"{' together' if len(inputs) > 1 else ''}; hwnas allocates at most "
+                     f"{_gib(MAX_INPUT_BYTES)} GiB of inputs")
+
+
+def _gib(n: int) -> str:
+    g = n / 2**30
+    return f"{g:.0f}" if g >= 10 or g == int(g) else f"{g:.1f}"
 
 
 def parse_input_shapes(spec) -> dict[str | None, tuple[int, ...]]:
@@ -105,6 +126,7 @@ def artifact_from_file(path: str | os.PathLike, fmt: str, input_shape=None, devi
 
 def artifact_from_module(model, fmt: str, input_shape, name: str | None = None) -> Artifact:
     shape = tuple(int(d) for d in input_shape)
+    check_input_size({"input": (shape, np.float32)})  # the export and the torch backend allocate it
     name = name or type(model).__name__.lower()
     if fmt == "torch":
         return Artifact(format="torch", name=name, input_shapes={"input": shape}, module=model)

@@ -3,15 +3,23 @@
 warm-up -> repeats (fixed, or adaptive until the 95% confidence interval of the median is within
 ±rel_ci of it, or a time cap) -> a Measurement holding the raw samples and their statistics, in ms.
 Everything that times anything (every backend, the benchmarks, the emulated phone) calls `measure`.
+
+A measurement can be stopped from outside (the agent does, when its client leaves or its time cap passes):
+inside `with cancellable(event, deadline):` every `measure` of that thread checks between two calls, outside
+the timed window, and raises MeasurementCancelled.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+
+from hwnas.errors import HwnasError
 
 STATISTICS = ("median", "mean", "std", "min", "max", "p10", "p90", "p95", "p99")
 
@@ -33,7 +41,7 @@ class Measurement:
     count: int
     warmup: int = 0
     samples_ms: list[float] = field(default_factory=list, repr=False)
-    stopped_by: str = "runs"  # "runs", "converged" (adaptive CI reached) or "time_cap"
+    stopped_by: str = "runs"  # "runs", "converged" (adaptive CI reached, one mode) or "time_cap"
     # paired calibration (hwnas.latency.calibration): times of the reference kernel run between the timed calls
     # (one after every `pair_every` of them) and the reference's nominal time on this device
     paired_ms: list[float] = field(default_factory=list, repr=False)
@@ -77,6 +85,54 @@ class Measurement:
                    reference_ms=None if ref is None else float(ref))
 
 
+class MeasurementCancelled(HwnasError):
+    """A measurement stopped before its end; `reason` is "cancelled" (its event was set) or "deadline"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+_stop = threading.local()  # .check: the stop check of the `cancellable` block this thread is in
+
+
+def _keep_going() -> None:
+    pass
+
+
+@contextmanager
+def cancellable(event: threading.Event | None = None, deadline: float | None = None):
+    """Measurements run by this thread inside the block stop (MeasurementCancelled) once `event` is set or
+    time.monotonic() passes `deadline`; they check before the first call and after every call, untimed.
+    Yields the check, for the caller's own steps between measurements."""
+    def check() -> None:
+        if event is not None and event.is_set():
+            raise MeasurementCancelled("cancelled", "the measurement was cancelled")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise MeasurementCancelled("deadline", "the measurement ran past its deadline")
+
+    outer = getattr(_stop, "check", None)
+    _stop.check = check
+    try:
+        yield check
+    finally:
+        _stop.check = outer
+
+
+def modes_apart(samples: np.ndarray, gap: float = 0.2, share: float = 0.1) -> bool:
+    """Whether the samples form separate clusters: a gap wider than `gap` x the median between two sorted
+    neighbours with at least `share` of the samples on each side (a model that runs fast and slow in turns,
+    or a machine that changed speed mid-way). Such a sample's median may have a narrow interval and still
+    describe neither mode, so the adaptive rule never calls it converged."""
+    s = np.sort(np.asarray(samples, dtype=np.float64))
+    n = s.size
+    k = int(math.ceil(share * n))
+    if n < 2 * max(k, 1) + 1:
+        return False
+    gaps = np.diff(s)[k - 1:n - k]  # gaps with at least k samples on each side
+    return bool(gaps.size and gaps.max() > gap * float(np.median(s)))
+
+
 def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
     """Half-width of a distribution-free ~95% confidence interval of the median (order statistics)."""
     n = samples.size
@@ -96,7 +152,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
     """Time `fn()` (which must do one complete inference with inputs made beforehand).
 
     Fixed mode runs exactly `runs` timed calls. Adaptive mode keeps going until the 95% CI of the
-    median is within ±rel_ci of the median (after at least `min_runs` and `min_time_s` of timing), `max_runs`,
+    median is within ±rel_ci of the median and the samples form one cluster (modes_apart) (after at least `min_runs` and `min_time_s` of timing), `max_runs`,
     or `time_cap_s`. `min_time_s` matters for sub-millisecond models: 30 runs of 0.2 ms span 6 ms, short
     enough for one burst of other work on the machine to move the whole median.
 
@@ -104,15 +160,20 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
     second run timed (the first gives it back its caches, so its reading does not depend on what ran before),
     so that each stretch of samples has a reading of the machine's speed at that moment next to it
     (Measurement.paired_ms; see hwnas.latency.protocol).
+
+    Inside a `cancellable` block it raises MeasurementCancelled between two calls once told to stop.
     """
     if warmup < 0 or runs < 1:
         raise ValueError("warmup must be >= 0 and runs >= 1")
     if pair_every < 1:
         raise ValueError("pair_every must be >= 1")
+    stop = getattr(_stop, "check", None) or _keep_going
+    stop()
     for _ in range(warmup):
         fn()
         if pair is not None:
             pair()
+        stop()
     clock = time.perf_counter_ns
     samples: list[float] = []
     paired: list[float] = []
@@ -128,13 +189,15 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
             t0 = clock()
             pair()
             paired.append((clock() - t0) * 1e-6)
+        stop()
 
     if not adaptive:
-        if pair is None:  # the tight loop: nothing but the clock around each call
+        if pair is None:  # the tight loop: nothing but the clock around each call (and the untimed stop check)
             for _ in range(runs):
                 t0 = clock()
                 fn()
                 append((clock() - t0) * 1e-6)
+                stop()
         else:
             for _ in range(runs):
                 one()
@@ -155,7 +218,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
                 break
             if n >= max(min_runs, 5) and n % check_every == 0 and time.monotonic() >= settled:
                 a = np.asarray(samples)
-                if median_ci_halfwidth(a) <= rel_ci * float(np.median(a)):
+                if median_ci_halfwidth(a) <= rel_ci * float(np.median(a)) and not modes_apart(a):
                     stopped_by = "converged"
                     break
             if time.monotonic() > deadline:

@@ -10,6 +10,7 @@ import importlib
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.latency.artifacts import check_input_size
 from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions
 from hwnas.latency.devices.registry import register_backend
 
@@ -61,6 +62,8 @@ class LiteRTBackend(HostBackend):
     def open(self, artifact: Artifact):
         it = open_interpreter(artifact.path, self.threads, self.options.xnnpack)
         details = it.get_input_details()
+        check_input_size({d["name"]: (artifact.input_shapes.get(d["name"], d["shape"]), d["dtype"])
+                          for d in details})
         for d in details:
             shape = artifact.input_shapes.get(d["name"])
             if shape is not None and tuple(d["shape"]) != tuple(shape):

@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.latency.artifacts import check_input_size
 from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, pinned
 from hwnas.latency.devices.registry import register_backend
 
@@ -28,17 +29,20 @@ class OrtOptions(HostOptions):
 
 def make_feeds(inputs, input_shapes: dict, seed: int = 0) -> dict:
     """Random inputs of the right shape and type, made once, outside the timing loop."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
+    wanted = {}
     for i in inputs:
         shape = input_shapes.get(i.name)
         if shape is None:
             raise HwnasError(f"no shape for model input {i.name!r}")
-        dtype = _NP_TYPES.get(i.type, np.float32)
+        wanted[i.name] = (shape, _NP_TYPES.get(i.type, np.float32))
+    check_input_size(wanted)
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, (shape, dtype) in wanted.items():
         if np.issubdtype(dtype, np.floating):
-            feeds[i.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
         else:
-            feeds[i.name] = np.zeros(shape, dtype=dtype)
+            feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds
 
 

@@ -3,12 +3,16 @@
 The artifact format is the agent device's (asked once with GET /devices); the prepared file is
 uploaded as raw bytes to POST /measure and the agent's JSON comes back as a Measurement. The
 fingerprint is the agent device's own (so LUT rows match those built on the agent itself), plus
-`via: host:port`. Every call has a timeout: a dead or hung agent is an error, never a hang.
+`via: host:port`. Every call, as a whole (connecting, the upload, the agent's work and its answer), ends
+within the device's timeout_s: a dead, hung or trickling agent is an error, never a hang.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 
+import httpcore
 from pydantic import Field
 
 from hwnas.errors import HwnasError
@@ -24,6 +28,49 @@ class RemoteOptions(BackendOptions):
     device: str = "cpu"            # device name on the agent
     timeout_s: float = Field(900.0, gt=0)        # every call to the agent, a measurement's upload included
     connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class _Budget(httpcore.NetworkBackend):
+    """httpcore's own sockets, each of their operations given at most what is left of one call's time: an
+    agent that accepts and never answers, or trickles its answer, cannot stretch a call past it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.net = httpcore.SyncBackend()
+
+    def left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise error(f"the call took its {self.seconds:g}s")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return _BudgetStream(self.net.connect_tcp(host, port, self.left(timeout, httpcore.ConnectTimeout),
+                                                  local_address, socket_options), self)
+
+    def sleep(self, seconds: float) -> None:
+        self.net.sleep(seconds)
+
+
+class _BudgetStream(httpcore.NetworkStream):
+    CHUNK = 1 << 16  # written piece by piece: an agent that stops reading cannot hold one big write
+
+    def __init__(self, stream: httpcore.NetworkStream, budget: _Budget):
+        self.stream, self.budget = stream, budget
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.budget.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for i in range(0, len(buffer), self.CHUNK):
+            self.stream.write(buffer[i:i + self.CHUNK], self.budget.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def get_extra_info(self, info: str):
+        return self.stream.get_extra_info(info)
 
 
 @register_backend
@@ -55,31 +102,43 @@ class RemoteBackend(Backend):
             raise HwnasError(f"device {self.device_name!r}: set ${env} to the token of the agent at {self.where}")
         return {"Authorization": f"Bearer {token}"}
 
-    def _request(self, method: str, path: str, *, timeout: float | None = None, **kw) -> dict | list:
+    def _request(self, method: str, path: str, *, params: dict | None = None, content: bytes | None = None):
+        """One call to the agent, all of it (connecting, the upload, the agent's work, the answer) within the
+        device's timeout_s."""
         import httpx
-        t = httpx.Timeout(timeout or self.options.timeout_s, connect=self.options.connect_timeout_s)
-        url = f"http://{self.where}{path}"
+        budget = self.options.timeout_s
+        url = str(httpx.URL(f"http://{self.where}{path}", params=params))
         try:
-            r = httpx.request(method, url, headers=self._headers(), timeout=t, **kw)
-        except httpx.ConnectError as e:
-            raise HwnasError(f"device {self.device_name!r}: cannot reach the agent at {self.where} ({e}); is "
-                             f"`hwnas agent serve` running there?") from None
-        except httpx.TimeoutException:
+            with httpcore.ConnectionPool(network_backend=_Budget(budget)) as pool:
+                r = pool.request(method, url, headers=self._headers(), content=content,
+                                 extensions={"timeout": {"connect": min(self.options.connect_timeout_s, budget)}})
+        except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+            raise HwnasError(f"device {self.device_name!r}: cannot reach the agent at {self.where} "
+                             f"({e or type(e).__name__}); is `hwnas agent serve` running there?") from None
+        except httpcore.TimeoutException:
             raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} gave no answer within "
-                             f"{timeout or self.options.timeout_s:g}s") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+                             f"{budget:g}s (timeout_s)") from None
+        except (httpcore.RemoteProtocolError, httpcore.NetworkError) as e:
             raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} closed the connection "
                              f"mid-request (stopped or crashed?): {type(e).__name__}") from None
-        if r.status_code == 200:
-            return r.json()
+        return self._answer(r.status, r.content)
+
+    def _answer(self, status: int, body: bytes) -> dict | list:
+        text = body.decode(errors="replace")
+        if status == 200:
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} sent no JSON "
+                                 f"(is it an hwnas agent?)") from None
         try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text[:200]
-        if r.status_code in (401, 403):
+            detail = json.loads(text).get("detail", text)
+        except (ValueError, AttributeError):
+            detail = text[:200]
+        if status in (401, 403):
             raise HwnasError(f"device {self.device_name!r}: the agent at {self.where} refused the token ({detail}); "
                              f"check ${self.options.token_env or '<token_env>'}")
-        if r.status_code == 413:
+        if status == 413:
             raise HwnasError(f"device {self.device_name!r}: model too large for the agent at {self.where}: {detail}")
         raise HwnasError(f"device {self.device_name!r} (agent {self.where}): {detail}")
 
