@@ -17,7 +17,7 @@ import numpy as np
 from hwnas.errors import HwnasError
 from hwnas.latency.lut.build import NETWORK_PROTOCOL, fit_archs, time_networks
 from hwnas.latency.lut.store import LutStore, space_id
-from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.predict import LatencyPredictor, build_command, describe_correction
 from hwnas.latency.protocol import Protocol, combine, statistic_of
 
 VALIDATION_STREAM = 0xA11D
@@ -64,6 +64,7 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
     fit = set(store.networks(device.fingerprint_key(), space_id(space), "fit"))
     fit |= set(fit_archs(space, int(predictor.correction.get("n_networks", 0))))
     archs = validation_archs(space, samples, seed, exclude=fit)
+    predicted = positive_predictions(predictor, archs, device)  # before minutes of timing, not after
     # measured twice, one pass after the other: the second measurement is the noise floor's other half
     passes = []
     for purpose, what in (("validate", "held-out networks"), ("validate-repeat", "held-out networks, again")):
@@ -72,7 +73,6 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
         have = store.networks(device.fingerprint_key(), space_id(space), purpose)
         passes.append([[have[a][r] for r in sorted(have[a])] for a in archs])
     measured, again = (np.array([combine(r) for r in rounds]) for rounds in passes)
-    predicted = predictor.predict_batch(archs)
     report = {
         "space": space.name, "device": device.name, "fingerprint": device.fingerprint_key(), "seed": seed,
         "rounds": float(np.mean([len(r) for r in passes[0]])), "statistic": statistic_of(device, protocol),
@@ -87,6 +87,20 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
         plot_scatter(predicted, measured, png, f"{space.name} on {device.name}: predicted vs measured")
         report["plot"] = str(png)
     return report
+
+
+def positive_predictions(predictor, archs, device) -> np.ndarray:
+    """The predictor's latencies of `archs`, for a report or a plot: a prediction that is not a finite positive
+    latency is an error naming the correction that made it, never a point on the plot."""
+    predicted = predictor.predict_batch(archs)
+    bad = np.flatnonzero(~(np.isfinite(predicted) & (predicted > 0)))
+    if bad.size:
+        i = int(bad[0])
+        raise HwnasError(f"the correction of space {predictor.space.name!r} on device {device.name!r} "
+                         f"({describe_correction(predictor.correction)}) predicts {predicted[i]:.4g} ms for network "
+                         f"{list(archs[i])} ({bad.size} of {len(archs)} predictions are not positive); refit it with "
+                         f"`{build_command(predictor.space, device)}`")
+    return predicted
 
 
 def plot_scatter(predicted, measured, path, title: str) -> None:

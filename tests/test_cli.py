@@ -83,6 +83,29 @@ def test_malformed_devices_file(tmp_path):
                           "device 'gpu0': field 'provider'")
 
 
+@pytest.mark.parametrize("args,option,limit", [
+    (["search", "--target", "1ms", "--samples"], "--samples", 100_000),
+    (["search", "--target", "1ms", "--top-k"], "--top-k", 1_000),
+    (["lut", "validate", "--samples"], "--samples", 100_000),
+    (["lut", "build", "--fit-networks"], "--fit-networks", 10_000),
+    (["profile", "--model", "lenet5", "--runs"], "--runs", 100_000),
+    (["profile", "--model", "lenet5", "--rounds"], "--rounds", 1_000),
+    (["scale", "--target", "1ms", "--steps"], "--steps", 1_000_000),
+    (["adapt", "lenet5", "--budget", "1ms", "--short-steps"], "--short-steps", 1_000_000),
+])
+def test_counts_are_bounded(args, option, limit):
+    """A count with a few zeros too many is refused at once, in one line, instead of running for days."""
+    r = hwnas(*args, "1000000000000")
+    assert r.returncode == 2
+    assert_one_line_error(r, f"Invalid value for '{option}': 1000000000000 is not in the range")
+    assert f"<={limit}" in r.stderr
+
+
+def test_count_bounds_are_in_the_help():
+    r = hwnas("search", "--help")
+    assert r.returncode == 0 and "1<=x<=100000" in r.stdout
+
+
 def test_debug_shows_traceback():
     r = hwnas("--debug", "profile", "--device", "phone9", "--model", "lenet5")
     assert r.returncode != 0 and "Traceback" in r.stderr

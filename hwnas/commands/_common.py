@@ -7,11 +7,51 @@ import sys
 import click
 
 from hwnas.errors import HwnasError
+from hwnas.latency.protocol import LIMITS as PROTOCOL_LIMITS
+
+# The largest value of each kind of count option: far above any real use, low enough that a typo (a few zeros
+# too many) is refused in one line instead of running for days. --help shows every option's range.
+COUNT_LIMITS = {
+    **PROTOCOL_LIMITS,        # runs, rounds, warmup: the measurement protocol's own bounds
+    "samples": 100_000,       # architectures a search evaluates, networks a validation times
+    "networks": 10_000,       # whole networks fitting a correction (hwnas.latency.predict.MAX_FIT_NETWORKS)
+    "steps": 1_000_000,       # training steps
+    "epochs": 1_000,
+    "batch": 4_096,
+    "size": 4_096,            # input resolution (pixels per side)
+    "workers": 256,
+    "top": 1_000,             # networks re-measured on the device at the end (top-k, candidates, proposals)
+    "channels": 4_096,        # channel rounding unit
+}
+
+
+def count(kind: str, lo: int = 1) -> click.IntRange:
+    """The range of a count option: `lo` to COUNT_LIMITS[kind]."""
+    return click.IntRange(lo, COUNT_LIMITS[kind])
 
 
 def devices_option(f):
     return click.option("--devices", "devices_file", type=click.Path(dir_okay=False), default=None,
                         help="Extra devices YAML (also $HWNAS_DEVICES).")(f)
+
+
+def writable_file(ctx, param, value):
+    """A click callback: an output file (or - for stdout) that can be written, checked before any work starts
+    (a long build or search must not end in 'cannot write')."""
+    if value is None or value == "-":
+        return value
+    import os
+    from pathlib import Path
+    path = Path(value)
+    parent = path.parent if str(path.parent) else Path(".")
+    flag = param.opts[0] if param is not None else "output"
+    if path.is_dir():
+        raise click.BadParameter(f"{value} is a folder; give a file name", ctx, param)
+    if not parent.is_dir():
+        raise click.BadParameter(f"the folder {parent} does not exist", ctx, param)
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value} cannot be written here ({flag})", ctx, param)
+    return value
 
 
 def write_json(out: str, data) -> None:

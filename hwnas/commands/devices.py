@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option, write_json
+from hwnas.commands._common import devices_option, write_json, writable_file
 
 
 @click.command("devices")
 @click.option("--check", is_flag=True, help="Probe each device (runtime present, hardware reachable).")
-@click.option("--json", "json_out", default=None, help="Write the list as JSON to a file, or - for stdout.")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the list as JSON to a file, or - for stdout.")
 @devices_option
 def command(check, json_out, devices_file):
     """List devices from the shipped devices.yaml, $HWNAS_DEVICES and --devices."""

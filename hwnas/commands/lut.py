@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option, write_json
+from hwnas.commands._common import count, devices_option, write_json, writable_file
 
 executor_option = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                                help="Where tasks run: this machine, or a Ray cluster (pip install 'hwnas[ray]').")
@@ -35,16 +35,16 @@ def command():
 @command.command("build")
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
-@click.option("--input-size", type=click.IntRange(min=8), default=None, help="Input resolution (default: the space's).")
-@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+@click.option("--input-size", type=count("size", 8), default=None, help="Input resolution (default: the space's).")
+@click.option("--rounds", type=count("rounds", 2), default=None,
               help="At least this many interleaved rounds per op (default 3; more until two halves agree).")
-@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=None,
+@click.option("--runs", type=count("runs"), default=None,
               help="Timed runs per op per round (default 10; more for ops much shorter than the reference).")
-@click.option("--warmup", type=click.IntRange(min=0, max=10_000), default=None, help="Untimed runs per round (default 3).")
-@click.option("--fit-networks", type=click.IntRange(min=1, max=10_000), default=24, show_default=True,
+@click.option("--warmup", type=count("warmup", 0), default=None, help="Untimed runs per round (default 3).")
+@click.option("--fit-networks", type=count("networks"), default=24, show_default=True,
               help="Whole networks measured to fit the correction.")
 @db_option
-@click.option("--json", "json_out", default=None, help="Write the build report as JSON (file or -).")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the build report as JSON (file or -).")
 @executor_option
 @ray_address_option
 @devices_option
@@ -78,15 +78,15 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
 @command.command("validate")
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
-@click.option("--input-size", type=click.IntRange(min=8), default=None)
-@click.option("--samples", type=click.IntRange(min=1, max=100_000), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+@click.option("--input-size", type=count("size", 8), default=None)
+@click.option("--samples", type=count("samples"), default=50, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--rounds", type=count("rounds", 2), default=None,
               help="At least this many rounds per network (default 6; more until two halves agree).")
-@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=None, help="Timed runs per round (default 10).")
+@click.option("--runs", type=count("runs"), default=None, help="Timed runs per round (default 10).")
 @click.option("--plot", "plot_path", default=None, help="Scatter PNG (default lut-validate-<space>-<device>.png).")
 @db_option
-@click.option("--json", "json_out", default=None, help="Write the report as JSON (file or -).")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the report as JSON (file or -).")
 @devices_option
 def validate_cmd(device, space_name, input_size, samples, seed, rounds, runs, plot_path, db, json_out, devices_file):
     """Time held-out networks end to end and compare with the table's predictions."""
@@ -156,7 +156,7 @@ def import_cmd(path, device, allow_mixed, db, devices_file):
 
 @command.command("list")
 @db_option
-@click.option("--json", "json_out", default=None)
+@click.option("--json", "json_out", default=None, callback=writable_file)
 def list_cmd(db, json_out):
     """The fingerprints in the database, with their row counts."""
     from hwnas.latency.lut import LutStore

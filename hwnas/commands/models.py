@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import write_json
+from hwnas.commands._common import write_json, writable_file
 
 
 def _fmt(v):
@@ -22,7 +22,7 @@ def _dev(measured, paper):
 
 @click.command("models")
 @click.argument("patterns", nargs=-1)
-@click.option("--json", "json_out", default=None, help="Write the list as JSON to a file, or - for stdout.")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the list as JSON to a file, or - for stdout.")
 def command(patterns, json_out):
     """List the model zoo (or only the names matching PATTERNS, shell-style, e.g. 'mobilenet*').
 

@@ -3,29 +3,29 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option, write_json
+from hwnas.commands._common import count, devices_option, write_json, writable_file
 from hwnas.errors import HwnasError
 
 
 @click.command("profile")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--model", "-m", required=True, help="Zoo model name, or a .onnx / .tflite file.")
-@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Square input size for zoo models "
+@click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
               "(default: the paper's).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=count("batch"), default=1, show_default=True)
 @click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims, e.g. "
               "1x3x48x320 (several inputs: name=1x3x48x320,mask=1x48).")
-@click.option("--warmup", type=click.IntRange(min=0, max=10_000), default=3, show_default=True,
+@click.option("--warmup", type=count("warmup", 0), default=3, show_default=True,
               help="Untimed runs before each round.")
-@click.option("--runs", type=click.IntRange(min=1, max=100_000), default=10, show_default=True,
+@click.option("--runs", type=count("runs"), default=10, show_default=True,
               help="Timed runs per round of the measurement protocol.")
-@click.option("--rounds", type=click.IntRange(min=2, max=1000), default=None,
+@click.option("--rounds", type=count("rounds", 2), default=None,
               help="At least this many rounds (default 4); more until two halves of the rounds agree within ±1%.")
 @click.option("--adaptive", is_flag=True, help="Keep adding rounds until the halves agree within ±0.5% (up to 40).")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="Override the device's thread count "
-              "(0 = all cores).")
+              "(0 = all cores; a device timing on this machine takes at most 4 per core, a phone at most 256).")
 @click.option("--per-op", is_flag=True, help="Also profile per op (onnxruntime trace, torch profiler, phone).")
-@click.option("--json", "json_out", default=None, help="Write results as JSON to a file, or - for stdout.")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write results as JSON to a file, or - for stdout.")
 @devices_option
 def command(device, model, input_size, batch, input_shape, warmup, runs, rounds, adaptive, threads, per_op, json_out,
             devices_file):

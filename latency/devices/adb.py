@@ -20,9 +20,11 @@ import shutil
 import signal
 import subprocess
 
+from pydantic import Field
+
 from hwnas.errors import HwnasError
 from hwnas.latency.benchmark_model import BenchmarkOutput, parse
-from hwnas.latency.devices.base import Artifact, Backend, BackendOptions, OpTiming
+from hwnas.latency.devices.base import MAX_THREADS, Artifact, Backend, BackendOptions, OpTiming
 from hwnas.latency.devices.registry import register_backend
 from hwnas.latency.measure import Measurement
 
@@ -39,7 +41,7 @@ class AdbOptions(BackendOptions):
     serial: str | None = None                  # adb serial; optional when exactly one phone is attached
     benchmark_model: str = "/data/local/tmp/benchmark_model"
     remote_dir: str = "/data/local/tmp"        # where models are pushed
-    threads: int = 1
+    threads: int = Field(1, ge=1, le=MAX_THREADS)  # the phone's cores bound it; benchmark_model's --num_threads
     cpu_mask: str | None = None                # taskset mask (hex), e.g. "70" or "f0" for the big cores
     use_gpu: bool = False
     use_nnapi: bool = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from hwnas.errors import HwnasError
 from hwnas.latency.measure import Measurement, measure
@@ -38,16 +38,36 @@ class BackendOptions(BaseModel):
     description: str = ""
 
 
-MAX_THREADS = 256
+MAX_THREADS = 256    # threads of any device (a phone's, a board's)
+THREADS_PER_CORE = 4  # a host device's threads, at most, per core this process may run on
+
+
+def host_threads_problem(threads: int) -> str | None:
+    """Why a host device cannot run `threads` intra-op threads on this machine (0 = every core), or None:
+    beyond THREADS_PER_CORE per core (and MAX_THREADS) a run only thrashes, for minutes, or crashes the runtime."""
+    cores = len(_allowed_cores())
+    bound = min(MAX_THREADS, THREADS_PER_CORE * cores)
+    if 0 <= threads <= bound:
+        return None
+    return (f"{threads} is not between 0 (every core) and {bound} ({THREADS_PER_CORE} per core of the {cores} "
+            f"this machine lets hwnas use)")
 
 
 class HostOptions(BackendOptions):
     """Options of the backends that time on this machine's own cores."""
 
-    threads: int = Field(1, ge=0, le=MAX_THREADS)  # intra-op threads; 0 = every core of the machine
+    threads: int = 1  # intra-op threads; 0 = every core of the machine; at most THREADS_PER_CORE per core
     # which cores the timing runs on: "auto" (the last `threads` cores when some are left over for the rest of
     # the machine, else unpinned), "none", or a list of core ids
     cores: list[int] | Literal["auto", "none"] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_fit(cls, v):
+        why = host_threads_problem(v)
+        if why is not None:
+            raise ValueError(why)
+        return v
 
     @field_validator("cores")
     @classmethod
@@ -131,6 +151,18 @@ def fingerprint_key(fp: dict) -> str:
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def validated(device_name: str, options: BackendOptions) -> BackendOptions:
+    """`options`, checked again by their model: a copy changed with model_copy(update=...) (e.g. a --threads
+    override) skips pydantic's checks. A bad field is one line naming the device and the field."""
+    try:
+        type(options).model_validate(options.model_dump())
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        raise HwnasError(f"device {device_name!r}: field {field!r}: {err['msg']}") from None
+    return options
+
+
 # the keyword options of Device.measure beyond warmup/runs; a backend declares which of them it honours
 PROTOCOL_OPTIONS = frozenset({"adaptive", "rel_ci", "min_runs", "max_runs", "time_cap_s", "min_time_s", "paired",
                               "pair_every"})
@@ -149,7 +181,7 @@ class Backend(ABC):
 
     def __init__(self, device_name: str, options: BackendOptions):
         self.device_name = device_name
-        self.options = options
+        self.options = validated(device_name, options)
 
     def check(self) -> None:
         """Raise HwnasError saying why this device cannot be used here; return if it can."""

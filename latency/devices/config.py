@@ -47,7 +47,14 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise HwnasError(f"devices file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise HwnasError(f"devices file {path} is not text (YAML): byte {e.object[e.start]:#04x} at offset {e.start} "
+                         f"is not UTF-8") from None
+    except OSError as e:
+        raise HwnasError(f"cannot read devices file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -4,7 +4,9 @@ Ops are measured in chunks (hwnas.latency.protocol: interleaved, calibrated roun
 rounds agree); each op's counted rounds are committed in one transaction the moment it settles, keyed
 (fingerprint, op, round). Killed at any moment, a build loses at most the unsettled ops of the chunk in
 flight, and a rerun skips every op already stored and never duplicates one. Then a few whole networks,
-sampled with a seed of their own, are measured the same way and the predictor's correction is fitted on them.
+sampled with a seed of their own, are measured the same way and the predictor's correction is fitted on them;
+storing the correction is the build's last step, and a table without one is unfinished (the predictor
+refuses it and says how to resume).
 """
 from __future__ import annotations
 
@@ -143,7 +145,7 @@ def build_lut(space, device, db_path=None, *, op_protocol: Protocol = OP_PROTOCO
     (farm) splits them across its members; `chunk` artifacts are measured together (interleaved)."""
     import time
 
-    from hwnas.latency.predict import LatencyPredictor
+    from hwnas.latency.predict import LatencyPredictor, describe_correction
     from hwnas.latency.protocol import statistic_of
 
     if isinstance(device, str):
@@ -162,11 +164,14 @@ def build_lut(space, device, db_path=None, *, op_protocol: Protocol = OP_PROTOCO
     archs = fit_archs(space, fit_networks)
     nets = time_networks(device, space, archs, store, "fit", protocol=network_protocol, show_progress=show_progress,
                          executor=executor, description="networks for the correction", chunk=chunk)
-    predictor = LatencyPredictor.for_space(space, device, store=store)
+    predictor = LatencyPredictor.for_space(space, device, store=store, finished=False)
     s, n = predictor.features(archs)
-    correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"))
-    store.put_correction(fp, space_id(space), correction)
+    correction = LatencyPredictor.fit_correction(s, n, network_values(store, device, space, archs, "fit"),
+                                                 fastest=lambda c: predictor.min_latency(correction=c))
+    store.put_correction(fp, space_id(space), correction)  # the last step: from now on the table is finished
     loo = ", ".join(f"{k} {v:.2f}%" for k, v in correction["loo_mean_abs_pct"].items())
-    log(f"correction ({correction['model']}, chosen by leave-one-out error on {correction['n_networks']} networks: "
-        f"{loo}): measured ≈ {correction['a']:.4f} * op sum + {correction['b']:.4f} ms * ops + {correction['c']:.4f} ms")
+    for model, why in correction["rejected"].items():
+        log(f"{model} rejected: {why}; using {correction['model']}")
+    log(f"correction chosen by leave-one-out error on {correction['n_networks']} networks ({loo}): measured ≈ "
+        f"{describe_correction(correction)}; the fastest network {correction['fastest_ms']:.4g} ms")
     return BuildReport(fp, len(specs), measured, skipped, nets, correction, time.perf_counter() - t0, statistic)

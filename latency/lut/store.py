@@ -19,12 +19,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
 from pathlib import Path
 
 from hwnas.errors import HwnasError
+from hwnas.latency.protocol import LIMITS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprints (key TEXT PRIMARY KEY, json TEXT NOT NULL);
@@ -69,14 +71,30 @@ def _now() -> str:
 class LutStore:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a parent that is a file, or a folder we may not write
+            raise HwnasError(f"cannot create the folder of the latency-table database {self.path}: "
+                             f"{e.strerror}") from None
+        if self.path.is_dir():
+            raise HwnasError(f"the latency-table database {self.path} is a folder; give a file path (--db)")
         try:
             self.db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            check = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]  # damaged pages: found now, not mid-build
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+        except sqlite3.OperationalError as e:
+            if "unable to open" in str(e) or "readonly" in str(e):
+                raise HwnasError(f"cannot open the latency-table database {self.path} for writing ({e}); check the "
+                                 f"folder's permissions or give another --db") from None
+            raise HwnasError(f"{self.path} is not a usable latency-table database ({e})") from None
         except sqlite3.DatabaseError as e:
-            raise HwnasError(f"{self.path} is not a usable latency table database ({e})") from None
+            raise HwnasError(f"{self.path} is damaged or not a latency-table database (sqlite: {e}); move it aside "
+                             f"(a new one is started in its place) or restore a copy (`hwnas lut import` reloads an "
+                             f"export)") from None
 
     def close(self) -> None:
         self.db.close()
@@ -120,6 +138,11 @@ class LutStore:
         for k, v in self.db.execute(q + " ORDER BY key, round", args):
             out.setdefault(k, []).append(v)
         return out
+
+    def rounds(self, fp_key: str) -> dict[str, int]:
+        """op key -> how many counted rounds are stored, for one fingerprint."""
+        return dict(self.db.execute("SELECT key, COUNT(*) FROM measurements WHERE fingerprint=? GROUP BY key",
+                                    (fp_key,)))
 
     def values(self, fp_key: str) -> dict[str, float]:
         """op key -> table value (the protocol's statistic over its rounds), for one fingerprint."""
@@ -167,7 +190,13 @@ class LutStore:
 
     def get_correction(self, fp_key: str, space: str) -> dict | None:
         row = self.db.execute("SELECT json FROM corrections WHERE fingerprint=? AND space=?", (fp_key, space)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            raise HwnasError(f"{self.path}: the correction of fingerprint {fp_key}, space {space!r} is not JSON; "
+                             f"refit it with `hwnas lut build` for that device and space") from None
 
     def put_layer_table(self, fp_key: str, model_id: str, meta: dict) -> None:
         """The layer geometry and grid step of a per-layer (NetAdapt) table; its points are ordinary op rows."""
@@ -205,7 +234,9 @@ class LutStore:
     def import_(self, path: str | os.PathLike, expect_fingerprint: str | None = None, allow_mixed: bool = False,
                 fingerprint: dict | None = None) -> int:
         """Read rows exported elsewhere. With `expect_fingerprint`, rows of another fingerprint are refused
-        unless `allow_mixed` (then they are stored under `fingerprint`, the local device's, on purpose)."""
+        unless `allow_mixed` (then they are stored under `fingerprint`, the local device's, on purpose).
+        Every row and correction is checked first (latencies finite and positive, known columns, corrections
+        with finite a, b, c): a bad file is refused whole, naming its first bad entry, and nothing is written."""
         path = Path(path)
         if not path.is_file():
             raise HwnasError(f"{path} does not exist")
@@ -215,23 +246,34 @@ class LutStore:
         try:
             if path.suffix.lower() == ".csv":
                 with open(path, newline="") as f:
-                    rows = list(csv.DictReader(f))
+                    reader = csv.DictReader(f)
+                    rows = list(reader)
+                missing = [c for c in REQUIRED if rows and c not in (reader.fieldnames or [])]
+                if missing:
+                    raise HwnasError(f"{path} is not a latency table export: columns {', '.join(missing)} are "
+                                     f"missing")
             elif path.suffix.lower() == ".json":
                 data = json.loads(path.read_text())
                 rows, fps, corrections = data["rows"], data.get("fingerprints", {}), data.get("corrections", [])
                 layer_tables = data.get("layer_tables", [])
             else:
                 raise HwnasError(f"import a .csv or .json export, not {path.suffix or 'a file without extension'}")
-            missing = [c for c in ("fingerprint", "runtime", "key", "median_ms") if rows and c not in rows[0]]
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, csv.Error) as e:
             raise HwnasError(f"{path} is not a latency table export ({type(e).__name__}: {e})") from None
-        if missing:
-            raise HwnasError(f"{path} is not a latency table export: columns {', '.join(missing)} are missing")
-        foreign = sorted({r["fingerprint"] for r in rows} - ({expect_fingerprint} if expect_fingerprint else set()))
+        for name, part in (("rows", rows), ("corrections", corrections), ("layer_tables", layer_tables)):
+            if not isinstance(part, list):
+                raise HwnasError(f"{path} is not a latency table export: {name} is not a list")
+        if not isinstance(fps, dict) or not all(isinstance(v, dict) for v in fps.values()):
+            raise HwnasError(f"{path} is not a latency table export: fingerprints is not an object of objects")
+        checked = [_checked(path, f"row {i}", r, _row) for i, r in enumerate(rows, 1)]
+        corrections = [_checked(path, f"correction {i}", c, _correction) for i, c in enumerate(corrections, 1)]
+        layer_tables = [_checked(path, f"layer table {i}", t, _layer_table) for i, t in enumerate(layer_tables, 1)]
+        foreign = sorted({r[0] for r in checked} - ({expect_fingerprint} if expect_fingerprint else set()))
         if expect_fingerprint and foreign and not allow_mixed:
             raise HwnasError(f"{path} holds rows measured on fingerprint {', '.join(foreign)}, not this device's "
                              f"{expect_fingerprint}; refusing to mix them (pass --allow-mixed to store them as this "
                              f"device's anyway)")
+        mine = expect_fingerprint if (expect_fingerprint and allow_mixed) else None
         inserted = 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -240,20 +282,15 @@ class LutStore:
             if expect_fingerprint and fingerprint:
                 self.db.execute("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)",
                                 (expect_fingerprint, json.dumps(fingerprint, sort_keys=True)))
-            for r in rows:
-                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else r["fingerprint"]
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (fp, r["runtime"], r["key"], int(r.get("round") or 0), float(r["median_ms"]),
-                     _num(r.get("p10_ms")), _num(r.get("p90_ms")), _num(r.get("std_ms")), int(r.get("n") or 0),
-                     r.get("created_at") or _now()))
+            for r in checked:
+                cur = self.db.execute("INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                      (mine or r[0], *r[1:]))
                 inserted += cur.rowcount
-            for c in corrections:
-                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else c["fingerprint"]
-                self.db.execute("INSERT OR IGNORE INTO corrections VALUES (?,?,?,?)", (fp, c["space"], c["json"], _now()))
-            for t in layer_tables:
-                fp = expect_fingerprint if (expect_fingerprint and allow_mixed) else t["fingerprint"]
-                self.db.execute("INSERT OR IGNORE INTO layer_tables VALUES (?,?,?,?)", (fp, t["model_id"], t["json"], _now()))
+            for fp, sp, text in corrections:
+                self.db.execute("INSERT OR IGNORE INTO corrections VALUES (?,?,?,?)", (mine or fp, sp, text, _now()))
+            for fp, model_id, text in layer_tables:
+                self.db.execute("INSERT OR IGNORE INTO layer_tables VALUES (?,?,?,?)",
+                                (mine or fp, model_id, text, _now()))
             self.db.execute("COMMIT")
         except Exception:
             self.db.execute("ROLLBACK")
@@ -261,5 +298,117 @@ class LutStore:
         return inserted
 
 
-def _num(v):
-    return None if v in (None, "") else float(v)
+# -- checking what an import reads ----------------------------------------------------------------------------
+REQUIRED = ("fingerprint", "runtime", "key", "median_ms")
+MAX_RUNS = 10 ** 9  # timed runs behind one round
+
+
+def _checked(path: Path, where: str, item, check):
+    """`check(item)`, or the one-line refusal of the whole file naming `where` (e.g. "row 17 (op 'x')")."""
+    try:
+        return check(item)
+    except ValueError as e:
+        raise HwnasError(f"{path}: {where}{_label(item)}: {e}; nothing was imported") from None
+
+
+def _label(item) -> str:
+    if isinstance(item, dict):
+        for k, what in (("key", "op"), ("space", "space"), ("model_id", "model")):
+            if isinstance(item.get(k), str):
+                return f" ({what} {item[k][:200]!r})"
+    return ""
+
+
+def _text(d: dict, k: str) -> str:
+    v = d.get(k)
+    if v is None or v == "":
+        raise ValueError(f"{k} is missing")
+    if not isinstance(v, str):
+        raise ValueError(f"{k} is {_show(v)}, not text")
+    return v
+
+
+def _show(v) -> str:
+    """A value as a message shows it: at most 40 characters."""
+    s = str(v).strip()
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _ms(d: dict, k: str, required: bool = False) -> float | None:
+    """A latency column: finite and positive (p10/p90/std: finite and not negative); absent only if optional."""
+    v = d.get(k)
+    if v is None or v == "":
+        if required:
+            raise ValueError(f"{k} is missing")
+        return None
+    try:
+        if isinstance(v, bool):
+            raise TypeError
+        x = float(v)
+    except OverflowError:  # an integer beyond any float
+        x = math.inf
+    except (TypeError, ValueError):
+        raise ValueError(f"{k} is {_show(v)!r}, not a number") from None
+    if not math.isfinite(x) or x < 0 or (required and x == 0):
+        raise ValueError(f"{k} is {_show(v)}; latencies must be finite and "
+                         f"{'positive' if required else 'not negative'}")
+    return x
+
+
+def _whole(d: dict, k: str, hi: int) -> int:
+    """A count column (round, n): a whole number from 0 to `hi`; absent is 0."""
+    v = d.get(k)
+    if v is None or v == "":
+        return 0
+    try:
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise ValueError
+        x = int(v.strip()) if isinstance(v, str) else int(v)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{k} is {_show(v)!r}, not a whole number") from None
+    if not 0 <= x <= hi:
+        raise ValueError(f"{k} is {_show(v)}; it must be a whole number from 0 to {hi}")
+    return x
+
+
+def _row(r) -> tuple:
+    """An exported op row as the measurements table's values; ValueError saying what is wrong."""
+    if not isinstance(r, dict):
+        raise ValueError(f"is {type(r).__name__}, not an object with {', '.join(REQUIRED)}")
+    unknown = [k for k in r if k not in COLUMNS]
+    if unknown:
+        raise ValueError(f"has the unknown column {_show(unknown[0])!r} (known: {', '.join(COLUMNS)})")
+    created = r.get("created_at") or _now()
+    if not isinstance(created, str):
+        raise ValueError(f"created_at is {_show(created)}, not a time stamp")
+    return (_text(r, "fingerprint"), _text(r, "runtime"), _text(r, "key"), _whole(r, "round", LIMITS["rounds"] - 1),
+            _ms(r, "median_ms", required=True), _ms(r, "p10_ms"), _ms(r, "p90_ms"), _ms(r, "std_ms"),
+            _whole(r, "n", MAX_RUNS), created)
+
+
+def _json_object(d: dict, k: str) -> dict:
+    text = _text(d, k)
+    try:
+        v = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{k} is not valid JSON ({e})") from None
+    if not isinstance(v, dict):
+        raise ValueError(f"{k} is a JSON {type(v).__name__}, not an object")
+    return v
+
+
+def _correction(c) -> tuple[str, str, str]:
+    from hwnas.latency.predict import correction_problem
+    if not isinstance(c, dict):
+        raise ValueError(f"is {type(c).__name__}, not an object with fingerprint, space and json")
+    why = correction_problem(_json_object(c, "json"))
+    if why is not None:
+        raise ValueError(f"json is not a usable correction: {why}")
+    return _text(c, "fingerprint"), _text(c, "space"), c["json"]
+
+
+def _layer_table(t) -> tuple[str, str, str]:
+    if not isinstance(t, dict):
+        raise ValueError(f"is {type(t).__name__}, not an object with fingerprint, model_id and json")
+    _json_object(t, "json")
+    return _text(t, "fingerprint"), _text(t, "model_id"), t["json"]

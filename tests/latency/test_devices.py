@@ -90,6 +90,52 @@ def test_malformed_devices_file_names_file_device_field(tmp_path, body, match):
     assert "my-devices.yaml" in str(e.value)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "litert"])
+def test_host_threads_are_bounded_by_this_machines_cores(tmp_path, backend):
+    import os
+
+    from hwnas.latency.devices.base import MAX_THREADS, THREADS_PER_CORE
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    bound = min(MAX_THREADS, THREADS_PER_CORE * cores)
+    f = tmp_path / "my-devices.yaml"
+    for threads in (bound + 1, 100000, -1):
+        f.write_text(f"mine:\n  backend: {backend}\n  threads: {threads}\n")
+        with pytest.raises(HwnasError, match=rf"my-devices.yaml: device 'mine': field 'threads': .*{threads} is not "
+                                             rf"between 0 \(every core\) and {bound} \({THREADS_PER_CORE} per core"):
+            get_device("mine", devices_file=f)
+    f.write_text(f"mine:\n  backend: {backend}\n  threads: {bound}\n")
+    assert get_device("mine", devices_file=f).backend.threads == bound
+
+
+def test_a_threads_override_is_checked_like_the_devices_file():
+    from hwnas.latency.profile import with_threads
+    assert with_threads(get_device("cpu"), 2).backend.threads == 2
+    with pytest.raises(HwnasError, match=r"device 'cpu': field 'threads': .*100000 is not between 0"):
+        with_threads(get_device("cpu"), 100000)
+    with pytest.raises(HwnasError, match=r"device 'pixel': field 'threads': .*less than or equal to 256"):
+        with_threads(get_device("pixel"), 100000)
+
+
+@pytest.mark.parametrize("body,match", [
+    ("p:\n  backend: adb\n  threads: -1\n", r"device 'p': field 'threads': .*greater than or equal to 1"),
+    ("p:\n  backend: adb\n  threads: 100000\n", r"device 'p': field 'threads': .*less than or equal to 256"),
+    ("r:\n  backend: remote\n  host: box\n  port: 99999\n", r"device 'r': field 'port': .*less than or equal to 65535"),
+    ("r:\n  backend: remote\n  host: box\n  port: 0\n", r"device 'r': field 'port': .*greater than or equal to 1"),
+])
+def test_phone_threads_and_ports_are_bounded(tmp_path, body, match):
+    f = tmp_path / "my-devices.yaml"
+    f.write_text(body)
+    with pytest.raises(HwnasError, match=match):
+        get_device("cpu", devices_file=f)
+
+
+def test_a_binary_devices_file_is_one_clear_line(tmp_path):
+    f = tmp_path / "devices.yaml"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(HwnasError, match=rf"devices file {f} is not text \(YAML\): byte 0x89 at offset 0 is not UTF-8"):
+        get_device("cpu", devices_file=f)
+
+
 def test_user_devices_from_env_override(tmp_path, monkeypatch):
     f = tmp_path / "d.yaml"
     f.write_text(textwrap.dedent("""

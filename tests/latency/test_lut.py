@@ -13,8 +13,9 @@ from hwnas.errors import HwnasError
 from hwnas.latency.devices import get_device
 from hwnas.latency.lut import LutStore, build_lut
 from hwnas.latency.lut.build import time_ops
+from hwnas.latency.lut.store import space_id
 from hwnas.latency.measure import Measurement
-from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.predict import IDENTITY, LatencyPredictor
 from hwnas.search.spaces import get_space
 from hwnas.search.spaces.mnasnet import effective_skip
 from tests.cli_helpers import hwnas
@@ -123,6 +124,7 @@ def test_predictor_is_exact_on_a_network_of_a_single_op(tmp_path):
     space, dev = SingleOpSpace(), get_device("cpu")
     store = LutStore(tmp_path / "t.db")
     time_ops(dev, space.all_ops(), store, description="ops", show_progress=False, protocol=fast_protocol())
+    store.put_correction(dev.fingerprint_key(), space_id(space), {**IDENTITY, "model": "identity"})  # on purpose
     p = LatencyPredictor.for_space(space, dev, store=store)
     values = store.values(dev.fingerprint_key())
     for arch in [(0,), (1,)]:
@@ -142,6 +144,7 @@ def test_missing_table_and_foreign_fingerprint_are_clear_errors(tmp_path):
         pytest.skip("cpu-all has one thread on this machine: same fingerprint as cpu")
     with pytest.raises(HwnasError, match="not mixed in unless you ask"):
         LatencyPredictor.for_space(space, get_device("cpu"), store=store)
+    store.put_correction(other.fingerprint_key(), space_id(space), dict(IDENTITY))  # the other table is finished
     p = LatencyPredictor.for_space(space, get_device("cpu"), store=store, allow_mixed=True)
     assert p.fingerprint_key == other.fingerprint_key()
 
