@@ -2,52 +2,35 @@
 
 Order of writes makes kill -9 safe: a step's model file is written (fsynced, renamed) before the state
 that names it, so a resumed run either sees the step finished with its model, or redoes it entirely.
+The durable writes, the one-writer lock and the same-settings rule are hwnas.rundir's.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from hwnas.errors import HwnasError
+from hwnas.rundir import atomic_write_json, check_same_config, read_json
 
 STATE = "state.json"
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+# recorded settings a resume may change: how many proposals run at once changes no result; the accuracy floor
+# may be lowered (or raised) when an iteration stopped because every proposal fell below it
+RESUMABLE = ("workers", "accuracy_floor")
 
 
 def load_state(out: Path) -> dict | None:
     p = out / STATE
     if not p.exists():
         return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise HwnasError(f"cannot read the run state {p}: {e}") from None
+    state = read_json(p, "NetAdapt run state")
+    if not isinstance(state, dict) or "trajectory" not in state:
+        from hwnas.errors import HwnasError
+        raise HwnasError(f"the NetAdapt run state {p} is not one hwnas wrote (no trajectory); start a new --out")
+    return state
 
 
 def save_state(out: Path, state: dict) -> None:
-    write_json_atomic(out / STATE, state)
+    atomic_write_json(out / STATE, state)
 
 
-def check_same_run(saved: dict, config: dict, keys=("model", "budget_ms", "device", "data", "input_size",
-                                                     "unit", "seed")) -> None:
-    diff = [k for k in keys if saved.get(k) != config.get(k)]
-    if diff:
-        k = diff[0]
-        raise HwnasError(f"cannot resume: the run in this --out used {k}={saved.get(k)!r}, not {config.get(k)!r}")
+def check_same_run(saved: dict, config: dict, out) -> None:
+    """Every recorded setting of the run must be the same on resume (except RESUMABLE)."""
+    check_same_config(saved, config, out, "NetAdapt settings", ignore=RESUMABLE)

@@ -23,6 +23,7 @@ from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, candidate_counts, conv_changes, prunable_groups, scale_width
 from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
 from hwnas.errors import HwnasError
+from hwnas.rundir import RunLock, prepare_dir
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AdaptConfig:
     unit: int = 8
     min_proposals: int = 1          # halve Δ until at least this many groups can meet it (or all that can)
     max_cut: float = 1.0            # fraction of a group's channels one iteration may remove
+    accuracy_floor: float | None = None  # top-1 no kept proposal may fall below (None: halfway chance..start)
     batch_size: int = 64
     lr: float = 0.01
     pretrain_lr: float = 0.05
@@ -71,11 +73,10 @@ def _stats(model, shape) -> dict:
 
 
 def _measure(device, models: dict, shape, runs: int) -> dict:
-    """{name: measured latency} of the networks on the device, measured together with the measurement
-    protocol (`runs` timed runs per round): every budget decision rests on it."""
+    """{name: Latency} of the networks on the device, measured together with the measurement protocol
+    (`runs` timed runs per round): every budget decision rests on it."""
     from hwnas.latency.protocol import NETWORK, measure_latency
-    lat = measure_latency(device, {k: (m.eval(), shape) for k, m in models.items()}, NETWORK.but(runs=runs))
-    return {k: v.ms for k, v in lat.items()}
+    return measure_latency(device, {k: (m.eval(), shape) for k, m in models.items()}, NETWORK.but(runs=runs))
 
 
 def _create(cfg: AdaptConfig, num_classes: int, model=None):
@@ -91,6 +92,21 @@ def _load_weights(model, sd: dict, path: str) -> None:
     except (RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]
         raise HwnasError(f"weights {path} do not fit this model: {first}") from None
+
+
+MAX_HALVINGS = 4  # an iteration whose proposals all fall below the accuracy floor retries with Δ/2, Δ/4, ...
+
+
+def _accuracy_floor(asked: float | None, start_acc: float, num_classes: int) -> float:
+    """The top-1 below which no proposal is kept: as asked, else halfway between chance and the start (a cut
+    to chance is never a result, even if it is the only proposal). A start within 10 points of chance has
+    nothing to protect (an untrained network): no default floor then."""
+    if asked is not None:
+        return float(asked)
+    chance = 1.0 / max(num_classes, 1)
+    if start_acc < chance + 0.1:
+        return 0.0
+    return chance + 0.5 * (start_acc - chance)
 
 
 def _pick(results, cur_acc: float, cur_ms: float):
@@ -220,7 +236,7 @@ class NetAdapt:
         c = asdict(self.cfg)
         return {k: c[k] for k in ("model", "budget_ms", "device", "data", "input_size", "unit", "seed",
                                   "short_steps", "long_epochs", "initial_fraction", "decay", "workers",
-                                  "min_proposals", "max_cut")}
+                                  "min_proposals", "max_cut", "accuracy_floor")}
 
     def _start(self, device, split, shape) -> dict:
         cfg = self.cfg
@@ -228,7 +244,7 @@ class NetAdapt:
         # Reachability first, before any training: the narrowest network this method can produce.
         narrow = scale_width(copy.deepcopy(model), shape, 1e-9, cfg.unit)
         ms = _measure(device, {"minimum": narrow, "original": model}, shape, cfg.runs)
-        min_ms, orig_ms = ms["minimum"], ms["original"]
+        min_ms, orig_ms = ms["minimum"].ms, ms["original"].ms
         _log(f"{cfg.model}: {orig_ms:.3f} ms measured on {cfg.device}; minimum width {min_ms:.3f} ms; "
              f"budget {cfg.budget_ms:.3f} ms")
         if min_ms > cfg.budget_ms:
@@ -249,9 +265,12 @@ class NetAdapt:
                "predicted_ms": orig_ms, "measured_ms": orig_ms, "accuracy": float(acc),
                **_stats(model, shape), "seconds": 0.0, "proposals": 0}
         _log(f"start: top-1 {acc:.4f}, {orig_ms:.3f} ms ({pre})")
+        floor = _accuracy_floor(cfg.accuracy_floor, float(acc), split.num_classes)
+        _log(f"accuracy floor: top-1 {floor:.4f} (no proposal below it is kept; the step is halved instead)")
         return {**self._config_record(), "phase": "iterate", "original_ms": orig_ms, "min_width_ms": min_ms,
                 "start": pre, "current": path, "trajectory": [row], "fine_tune_steps": 0,
-                "input_shape": list(shape), "num_classes": split.num_classes}
+                "input_shape": list(shape), "num_classes": split.num_classes, "floor": floor,
+                "original_spread_pct": ms["original"].spread_pct}
 
     # ------------------------------------------------------------------ one iteration
     def _iterate(self, state, device, costs, pool, shape) -> dict:
@@ -270,20 +289,35 @@ class NetAdapt:
         groups = prunable_groups(model, graph)
         work = self.out / "proposals"
         work.mkdir(parents=True, exist_ok=True)
-        plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit, cfg.max_cut,
-                         cfg.min_proposals)
-        target, delta = plan.target, plan.delta
-        proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
-                              str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
-                              cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
-                              base=self.base, template=self.template)
-                     for c in plan.cuts]
-        _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
-             f"{cfg.short_steps} short-term steps each")
-        results = pool.map(proposals)
-        chosen = _pick(results, cur_acc, cur_ms)
+        floor = state.get("floor", 0.0)
+        for halving in range(MAX_HALVINGS + 1):
+            plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit, cfg.max_cut,
+                             cfg.min_proposals)
+            target, delta = plan.target, plan.delta
+            proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
+                                  str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
+                                  cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
+                                  base=self.base, template=self.template)
+                         for c in plan.cuts]
+            _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
+                 f"{cfg.short_steps} short-term steps each")
+            results = pool.map(proposals)
+            kept = [r for r in results if r.accuracy >= floor]
+            if kept:
+                break
+            best = max(r.accuracy for r in results)
+            for r in results:
+                Path(r.model_out).unlink(missing_ok=True)
+            if halving == MAX_HALVINGS:
+                raise HwnasError(f"iteration {i}: every proposal falls below the accuracy floor {floor:.4f} (best "
+                                 f"{best:.4f}) even with the step halved {MAX_HALVINGS} times (Δ {delta:.4f} ms); "
+                                 f"lower --accuracy-floor or give more --short-steps, then --resume")
+            _log(f"iteration {i}: all {len(results)} proposals fall below the accuracy floor {floor:.4f} (best "
+                 f"{best:.4f}); halving the step")
+            delta /= 2
+        chosen = _pick(kept, cur_acc, cur_ms)
         model = load_model(chosen.model_out, self.template)
-        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"].ms
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
                "new_channels": chosen.new_channels, "target_ms": target, "predicted_ms": chosen.predicted_ms,
@@ -303,7 +337,6 @@ class NetAdapt:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
-        from hwnas.latency.devices import get_device
         cfg = self.cfg
         if not (cfg.budget_ms > 0 and math.isfinite(cfg.budget_ms)):
             raise HwnasError(f"the budget must be a positive latency, got {cfg.budget_ms}")
@@ -314,17 +347,29 @@ class NetAdapt:
             raise HwnasError("initial fraction must be in (0, 1), decay in (0, 1], unit >= 1")
         if not (0 < cfg.max_cut <= 1 and cfg.min_proposals >= 1):
             raise HwnasError("max cut must be in (0, 1], min proposals >= 1")
+        if cfg.accuracy_floor is not None and not 0 <= cfg.accuracy_floor < 1:
+            raise HwnasError(f"the accuracy floor is a top-1 in [0, 1), got {cfg.accuracy_floor}")
         if cfg.weights:
             # read (never unpickled: a state dict of tensors only) before any measuring or training
             from hwnas.tensorfile import load_state_dict_file
             self.weights = load_state_dict_file(cfg.weights)
-        self.out.mkdir(parents=True, exist_ok=True)
+        prepare_dir(self.out)
+        with RunLock(self.out, "NetAdapt run"):  # one writer: a second run on this --out is refused
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
+        from hwnas.latency.devices import get_device
+        cfg = self.cfg
         state = ckpt.load_state(self.out)
         if state is not None and not cfg.resume:
             raise HwnasError(f"{self.out} already holds a NetAdapt run; pass --resume to continue it or choose "
                              f"another --out")
         if state is not None:
-            ckpt.check_same_run(state, self._config_record())
+            ckpt.check_same_run(state, self._config_record(), self.out)
+            if cfg.accuracy_floor is not None and cfg.accuracy_floor != state.get("floor"):
+                _log(f"accuracy floor {state.get('floor', 0.0):.4f} -> {cfg.accuracy_floor:.4f} (--accuracy-floor)")
+                state = {**state, "floor": cfg.accuracy_floor, "accuracy_floor": cfg.accuracy_floor}
+                ckpt.save_state(self.out, state)
         device = get_device(cfg.device, cfg.devices_file)
         device.check()
         split = load_split(cfg.data_args())
@@ -370,10 +415,11 @@ class NetAdapt:
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
                         show_progress=True)
-        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+        lat = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+        measured = lat.ms
         path = self._save(model, "final.safetensors")
         state = {**state, "final": {"path": path, "accuracy": float(acc), "measured_ms": measured,
-                                    "long_term_steps": steps},
+                                    "spread_pct": lat.spread_pct, "long_term_steps": steps},
                  "fine_tune_steps": state["fine_tune_steps"] + steps}
         if measured <= cfg.budget_ms:
             state["phase"] = "done"

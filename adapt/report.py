@@ -3,21 +3,22 @@ trajectory as CSV/JSON and a PNG plot, and summary.json (original vs adapted, me
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 
-from hwnas.adapt.checkpoint import write_json_atomic
+from hwnas.rundir import atomic_write_bytes, atomic_write_json
 
 COLUMNS = ["iteration", "group", "channels", "new_channels", "target_ms", "predicted_ms", "measured_ms",
            "accuracy", "params", "macs", "seconds", "proposals"]
 
 
 def write_trajectory(out: Path, rows: list[dict]) -> None:
-    with open(out / "trajectory.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    (out / "trajectory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(out / "trajectory.csv", text.getvalue().encode())
+    atomic_write_json(out / "trajectory.json", rows)
 
 
 def plot_trajectory(path: Path, rows: list[dict], budget_ms: float, title: str, final: dict | None = None,
@@ -49,6 +50,7 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
     import shutil
 
     from hwnas.latency.protocol import statistic_of
+    from hwnas.latency.verdict import against_target, noise_pct, speedup
     from hwnas.models import stats
     model = model.eval()
     shutil.copyfile(out / state["final"]["path"], out / "adapted.safetensors")
@@ -56,6 +58,7 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
     rows = state["trajectory"]
     write_trajectory(out, rows)
     first, final = rows[0], state["final"]
+    noise = noise_pct(state.get("original_spread_pct"), final.get("spread_pct"))
     s = {k: int(v) for k, v in stats(model, shape).items()}
     summary = {
         "model": state["model"], "device": state["device"], "budget_ms": state["budget_ms"],
@@ -66,12 +69,17 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
                     "macs": s["macs"]},
         "latency_statistic": statistic_of(device),
         "speedup": first["measured_ms"] / final["measured_ms"],
+        # told apart from the original, and from the budget, only outside the measurement noise
+        "speedup_verdict": speedup(first["measured_ms"], final["measured_ms"], noise),
         "budget_met": final["measured_ms"] <= state["budget_ms"],
+        "budget_verdict": against_target(final["measured_ms"], state["budget_ms"], noise),
+        "noise_pct": noise,
         "fine_tune_steps": state["fine_tune_steps"], "min_width_ms": state["min_width_ms"],
+        "accuracy_floor": state.get("floor"),
         "seconds_per_iteration": [r["seconds"] for r in rows[1:]],
         "files": files + ["trajectory.csv", "trajectory.json", "trajectory.png", "summary.json"],
     }
     plot_trajectory(out / "trajectory.png", rows, state["budget_ms"], f"NetAdapt {state['model']} on "
                     f"{state['device']}", final)
-    write_json_atomic(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary)
     return summary

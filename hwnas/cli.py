@@ -82,7 +82,25 @@ def main(argv=None) -> int:
     except Exception as e:  # an unexpected failure: still one line, the traceback behind --debug
         if debug:
             raise
-        return _error(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
+        return _error(describe(e), 1)
+
+
+def describe(e: Exception) -> str:
+    """One line for an exception that reached the CLI without being turned into an HwnasError, in the words of
+    what went wrong (the file, the memory, the database) rather than the exception's type alone."""
+    import sqlite3
+    if isinstance(e, OSError) and e.filename is not None:
+        target = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
+        return f"{target}: {e.strerror or e}"
+    if isinstance(e, MemoryError):
+        return ("out of memory: the request needs more memory than this machine has (smaller input shapes, batch "
+                "or --workers)")
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file that should be text is not ({e.reason} at byte {e.start}); check the files given"
+    if isinstance(e, sqlite3.DatabaseError):
+        return (f"the latency-table database is damaged or not an hwnas database (sqlite: {e}); move it aside and "
+                f"rebuild it with `hwnas lut build`, or restore a copy (`hwnas lut export` makes one)")
+    return f"{type(e).__name__}: {e} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":

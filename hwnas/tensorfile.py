@@ -93,15 +93,11 @@ def dumps_tree(obj, kind: str) -> bytes:
 
 def save_tree(path: str | os.PathLike, obj, kind: str) -> None:
     """Write `obj` to `path` atomically (a unique temporary name beside it, fsync, rename)."""
+    from hwnas.rundir import atomic_write_bytes
     path = Path(path)
     data = dumps_tree(obj, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _looks_pickled(path: Path) -> bool:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnas.rundir import atomic_write_bytes
+
 REFERENCE_ID = "hwnas-reference-mbconv-128/1"
 REFERENCE_SHAPE = (1, 3, 128, 128)
 _SEED = 20261201
@@ -90,9 +92,7 @@ def _write_entry(path: Path, key: str, entry: dict) -> dict:
         if key in data:
             return data[key]
         data[key] = entry
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
         return entry
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from hwnas.errors import HwnasError
+from hwnas.rundir import atomic_path
 
 DEFAULT_OPSET = 17
 
@@ -93,20 +94,18 @@ def export_onnx(model: torch.nn.Module, input_shape, path: str | os.PathLike, *,
             kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
         else:
             kwargs["dynamic_axes"] = {"input": {0: "batch"}}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(tmp), **kwargs)
-        onnx.checker.check_model(str(tmp), full_check=True)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # never a half-written or unchecked file under the final name
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x,), str(tmp), **kwargs)
+            onnx.checker.check_model(str(tmp), full_check=True)
     except HwnasError:
         raise
     except Exception as e:
         raise HwnasError(f"ONNX export of {type(model).__name__} failed ({'dynamo' if dynamo else 'torchscript'} "
                          f"exporter): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     finally:
-        tmp.unlink(missing_ok=True)
         model.train(was_training)
     diff = None
     if check_parity:

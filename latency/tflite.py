@@ -13,6 +13,7 @@ import torch
 
 from hwnas.errors import HwnasError
 from hwnas.latency.export import cache_dir, model_hash
+from hwnas.rundir import atomic_path
 
 
 def _litert_torch():
@@ -52,12 +53,10 @@ def export_tflite(model: torch.nn.Module, input_shape, path: str | os.PathLike, 
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             litert_torch.convert(model, (torch.zeros(*input_shape),)).export(str(tmp))
-        os.replace(tmp, path)
         diff = None
         if check_parity:
             diff, scale = tflite_parity(model, path, input_shape)
@@ -72,7 +71,6 @@ def export_tflite(model: torch.nn.Module, input_shape, path: str | os.PathLike, 
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise HwnasError(f"TFLite export of {type(model).__name__} failed: {msg}") from e
     finally:
-        tmp.unlink(missing_ok=True)
         model.train(was_training)
 
 

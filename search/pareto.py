@@ -85,8 +85,8 @@ def plot_pareto(records: Sequence[dict], path: str | Path, target_ms: float | No
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    from hwnas.rundir import atomic_path
+    with atomic_path(path) as tmp:  # a reader (or a kill) never sees half a plot
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -23,7 +23,6 @@ Run directory (the same kind `hwnas search` writes):
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,11 @@ from typing import Callable
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.latency.verdict import against_target, noise_pct
 from hwnas.search.pareto import hypervolume, pareto_front, plot_pareto
 from hwnas.search.reward import Reward
-from hwnas.search.run import (CONFIG, SAMPLES, append_line, atomic_write_json, read_samples)
+from hwnas.rundir import RunLock, append_jsonl, atomic_write_json, check_same_config, prepare_dir, read_json, read_jsonl
+from hwnas.search.run import CONFIG, SAMPLES, read_samples
 
 PHI_FILE = "phi.jsonl"
 MIN_RESOLUTION = 16
@@ -221,17 +222,13 @@ class CompoundScaling:
 
     # -- the run --------------------------------------------------------------------------------------
     def _prepare_dir(self) -> list[dict]:
-        self.out.mkdir(parents=True, exist_ok=True)
         cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
         if samples_path.exists() and samples_path.stat().st_size > 0 and not self.resume:
             raise HwnasError(f"{self.out} already holds a scaling run ({SAMPLES}); pass --resume to continue "
                              f"it or choose another --out")
         if self.resume and cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
-            diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k))
-            if diff:
-                details = "; ".join(f"{k}: {old.get(k)!r} then, {self.config.get(k)!r} now" for k in diff)
-                raise HwnasError(f"cannot resume {self.out}: the scaling settings changed ({details})")
+            check_same_config(read_json(cfg_path, "scaling config"), self.config, self.out, "scaling settings",
+                              ignore=("resume",))
         atomic_write_json(cfg_path, self.config)
         return read_samples(samples_path, repair=True)
 
@@ -246,7 +243,7 @@ class CompoundScaling:
             lat = self.latency(s, self.split(s.resolution).num_classes)
             rec = {"i": i, "arch": [a, b, g], "describe": s.to_dict(), "flops_ratio": a * b * b * g * g,
                    "accuracy": acc, "latency_ms": lat, "reward": self.reward(acc, lat)}
-            append_line(self.out / SAMPLES, rec)
+            append_jsonl(self.out / SAMPLES, rec)
             records.append(rec)
             self.log(f"grid {i + 1}/{len(self.grid)}: alpha {a:g} beta {b:g} gamma {g:g} "
                      f"(x{rec['flops_ratio']:.2f} FLOPs): accuracy {acc:.4f}, {lat:.3f} ms")
@@ -255,17 +252,17 @@ class CompoundScaling:
     def _phi_cache(self, abg) -> dict[float, dict]:
         path = self.out / PHI_FILE
         cache = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("abg") == list(abg):
-                    cache[round(float(row["phi"]), 4)] = row
+        for row in read_jsonl(path, repair=True):
+            if isinstance(row, dict) and row.get("abg") == list(abg):
+                cache[round(float(row["phi"]), 4)] = row
         return cache
 
     def run(self):
+        prepare_dir(self.out)
+        with RunLock(self.out, "scaling run"):  # one writer: a second run on this --out is refused, not mixed in
+            return self._run()
+
+    def _run(self):
         records = self.run_grid()
         best = max(records, key=lambda r: (r["accuracy"], -r["latency_ms"], -r["i"]))
         a, b, g = best["arch"]
@@ -285,7 +282,7 @@ class CompoundScaling:
             s = Scaled(a, b, g, phi, self.resolution)
             lat = self.latency(s, num_classes)
             row = {"abg": [a, b, g], **s.to_dict(), "latency_ms": lat}
-            append_line(self.out / PHI_FILE, row)
+            append_jsonl(self.out / PHI_FILE, row)
             cache[phi] = row
             return lat
 
@@ -315,6 +312,8 @@ class CompoundScaling:
             "accuracy": acc, "accuracy_steps": self.final_steps,
             "measured_latency_ms": measured, "measurement": meas.to_dict(),
             "meets_target": measured <= self.target_ms, "reward": self.reward(acc, measured),
+            "target_verdict": against_target(measured, self.target_ms, noise_pct(meas.spread_pct)),
+            "noise_pct": noise_pct(meas.spread_pct),
             "exported": {**exported, "input_shape": list(shape),
                          "weights": f"trained {self.final_steps} steps on {self.data}"},
             "device": {"name": self.device.name, "fingerprint": self.device.fingerprint()},

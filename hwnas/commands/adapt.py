@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option, write_json
+from hwnas.commands._common import count, devices_option, write_json, writable_file
 
 
 @click.command("adapt")
@@ -14,14 +14,14 @@ from hwnas.commands._common import devices_option, write_json
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
                    "pickled module is refused. Without them the network is trained briefly first.")
-@click.option("--input-size", type=click.IntRange(min=8), default=32, show_default=True)
-@click.option("--short-steps", type=click.IntRange(min=0), default=50, show_default=True,
+@click.option("--input-size", type=count("size", 8), default=32, show_default=True)
+@click.option("--short-steps", type=count("steps", 0), default=50, show_default=True,
               help="Short-term fine-tune steps per proposal.")
-@click.option("--long-epochs", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--long-epochs", type=count("epochs", 0), default=2, show_default=True,
               help="Long-term fine-tune epochs at the end.")
-@click.option("--pretrain-steps", type=click.IntRange(min=0), default=300, show_default=True,
+@click.option("--pretrain-steps", type=count("steps", 0), default=300, show_default=True,
               help="Training steps from scratch when no --weights are given.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=count("workers"), default=1, show_default=True,
               help="Processes evaluating proposals in parallel.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where proposals are fine-tuned: a local process pool of --workers, or a Ray cluster "
@@ -32,22 +32,25 @@ from hwnas.commands._common import devices_option, write_json
               "(the paper used 0.025).")
 @click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.96, show_default=True,
               help="Per-iteration decay of the reduction step.")
-@click.option("--unit", type=click.IntRange(min=1), default=8, show_default=True, help="Channel rounding unit.")
-@click.option("--min-proposals", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--unit", type=count("channels"), default=8, show_default=True, help="Channel rounding unit.")
+@click.option("--min-proposals", type=count("top"), default=1, show_default=True,
               help="Halve the step until at least this many groups can meet it (a choice, not one forced cut).")
 @click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Largest fraction of a group's channels one iteration may remove.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--accuracy-floor", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Top-1 below which no proposal is kept (the step is halved instead); default halfway between "
+                   "chance and the starting top-1.")
+@click.option("--batch-size", type=count("batch"), default=64, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Fine-tune learning rate.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--runs", type=click.IntRange(min=3, max=100_000), default=10, show_default=True,
+@click.option("--runs", type=count("runs", 3), default=10, show_default=True,
               help="Timed runs per round of the measurement protocol (whole-network measurements).")
 @click.option("--out", default="netadapt-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished iteration.")
-@click.option("--json", "json_out", default=None, help="Write the summary as JSON to a file, or - for stdout.")
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the summary as JSON to a file, or - for stdout.")
 @devices_option
 def command(model, budget, device, data, weights, input_size, short_steps, long_epochs, pretrain_steps, workers,
-            executor, ray_address, initial_step, decay, unit, min_proposals, max_cut,
+            executor, ray_address, initial_step, decay, unit, min_proposals, max_cut, accuracy_floor,
             batch_size, lr, seed, runs, out, resume, json_out, devices_file):
     """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
     from hwnas.adapt import AdaptConfig, adapt
@@ -60,7 +63,8 @@ def command(model, budget, device, data, weights, input_size, short_steps, long_
                       input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
                       pretrain_steps=pretrain_steps, workers=workers, executor=executor,
                       ray_address=ray_address, initial_fraction=initial_step, decay=decay,
-                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, batch_size=batch_size, lr=lr,
+                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, accuracy_floor=accuracy_floor,
+                      batch_size=batch_size, lr=lr,
                       seed=seed, runs=runs, devices_file=devices_file, resume=resume)
     summary = adapt(cfg)
     if json_out:
@@ -82,5 +86,9 @@ def _print(s: dict, out: str) -> None:
         t.add_row(name, f"{r['measured_ms']:.3f}", f"{r['accuracy']:.4f}", f"{r['params']:,}", f"{r['macs']:,}")
     c = Console()
     c.print(t)
-    c.print(f"speed-up {s['speedup']:.2f}x, budget {'met' if s['budget_met'] else 'MISSED'} (measured); "
+    speed = {"faster": "", "slower": " (slower!)", "within noise": " (within noise: not told apart)"}
+    budget = {"meets": "met", "misses": "MISSED", "within noise": "met" if s["budget_met"] else "MISSED"}
+    near = " by less than the noise" if s["budget_verdict"] == "within noise" else ""
+    c.print(f"speed-up {s['speedup']:.2f}x{speed[s['speedup_verdict']]}, budget {budget[s['budget_verdict']]}{near} "
+            f"(measured; noise ±{s['noise_pct']:.0f}%); "
             f"start: {s['start']}; outputs in {out}/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option
+from hwnas.commands._common import count, devices_option
 from hwnas.progress import log as _log
 
 
@@ -14,22 +14,22 @@ from hwnas.progress import log as _log
 @click.option("--target", required=True, help="Latency target, e.g. 20ms, 0.02s, 20000us.")
 @click.option("--data", default="digits", show_default=True,
               help="Data for the grid's accuracy: digits (shipped), an ImageFolder directory or an .npz (x, y).")
-@click.option("--resolution", type=click.IntRange(min=16), default=32, show_default=True,
+@click.option("--resolution", type=count("size", 16), default=32, show_default=True,
               help="Base input resolution (gamma^phi scales it).")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--steps", type=count("steps"), default=200, show_default=True,
               help="Training steps per grid candidate.")
-@click.option("--final-steps", type=click.IntRange(min=0), default=None,
+@click.option("--final-steps", type=count("steps", 0), default=None,
               help="Training steps of the final scaled network (default --steps; 0: export it untrained).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=count("batch"), default=32, show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True)
 @click.option("--grid-step", type=float, default=0.1, show_default=True, help="Grid step of alpha, beta, gamma.")
 @click.option("--tolerance", type=float, default=0.05, show_default=True,
               help="Relative tolerance on alpha*beta^2*gamma^2 = 2.")
-@click.option("--max-candidates", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--max-candidates", type=count("top"), default=5, show_default=True,
               help="Grid candidates trained (an even spread of those meeting the constraint).")
 @click.option("--phi-min", type=float, default=-4.0, show_default=True)
 @click.option("--phi-max", type=float, default=8.0, show_default=True)
-@click.option("--runs", "measure_runs", type=click.IntRange(min=1, max=100_000), default=None,
+@click.option("--runs", "measure_runs", type=count("runs"), default=None,
               help="Timed runs per round of the measurement protocol (default: the protocol's, 10).")
 @click.option("--out", default=None, help="Run directory (default runs/scale-<base>-<device>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
@@ -52,7 +52,9 @@ def command(device, base, target, data, resolution, steps, final_steps, batch_si
                f"(accuracy {g['accuracy']:.4f} at phi = 1, {g['latency_ms_at_phi_1']:.3f} ms)")
     click.echo(f"chosen phi {c['phi']:g}: depth x{c['depth_coefficient']:.3f}, width x{c['width_coefficient']:.3f}, "
                f"resolution {c['resolution']} px")
-    within = "meets" if s["meets_target"] else "MISSES"
+    verdict = s.get("target_verdict", "meets" if s["meets_target"] else "misses")
+    within = {"meets": "meets", "misses": "MISSES",
+              "within noise": f"within the ±{s.get('noise_pct', 5):.0f}% noise of"}[verdict]
     click.echo(f"measured latency {s['measured_latency_ms']:.3f} ms ({s['measurement']['statistic']}) on "
                f"{s['device']['name']} ({within} the target {s['target_ms']:g} ms); accuracy {s['accuracy']:.4f} "
                f"after {s['accuracy_steps']} steps")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import devices_option
+from hwnas.commands._common import count, devices_option
 from hwnas.progress import log as _log
 
 
@@ -20,7 +20,7 @@ from hwnas.progress import log as _log
               help="rl | ppo | evolution | random | progressive (PNAS; cell spaces nasnet, pnas).")
 @click.option("--strategy-option", "-S", "strategy_opts", multiple=True, metavar="KEY=VALUE",
               help="A strategy setting, repeatable: e.g. -S population=16 (evolution), -S beam=8 (progressive).")
-@click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--samples", type=count("samples"), default=200, show_default=True,
               help="Architectures to evaluate.")
 @click.option("--data", default="digits", show_default=True,
               help="Data for the accuracy estimate: digits (shipped), an ImageFolder directory or an .npz (x, y).")
@@ -30,12 +30,12 @@ from hwnas.progress import log as _log
                    "seconds per network).")
 @click.option("--estimator-option", "-E", "estimator_opts", multiple=True, metavar="KEY=VALUE",
               help="An estimator setting, repeatable: e.g. -E steps=200 -E validate=8 (supernet).")
-@click.option("--train-steps", type=click.IntRange(min=1), default=None,
+@click.option("--train-steps", type=count("steps"), default=None,
               help="Training steps per architecture for short-train (default 60).")
 @click.option("--out", default=None, help="Run directory (default runs/search-<space>-<device>-<strategy>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (after a crash or with more --samples).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--top-k", type=count("top"), default=5, show_default=True,
               help="Best architectures re-measured on the device at the end.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None, help="Latency table database (SQLite).")
 @click.option("--no-build", is_flag=True, help="Fail instead of building a missing latency table.")
@@ -104,11 +104,14 @@ def _report(res) -> None:
                   f"{row.get('measured_reward', row['reward']):.4f}")
     console.print(t)
     b = s["best"]
-    within = "within" if b.get("meets_target_measured", True) else "OVER"
+    verdict = b.get("target_verdict", "meets" if b.get("meets_target_measured", True) else "misses")
+    within = {"meets": "within", "misses": "OVER", "within noise": "within the measurement noise of"}[verdict]
     console.print(f"best: sample #{b['i']}, {acc_name} {b['accuracy']:.4f}, predicted {b['latency_ms']:.3f} ms, "
                   f"measured {b.get('measured_ms', float('nan')):.3f} ms ({within} the target)"
                   + (f"; measured = {b['measured_statistic']} of {b['measured_rounds']} rounds"
                      if "measured_statistic" in b else ""))
+    if s.get("hard_target") and not s["hard_target"]["met"]:
+        console.print(s["hard_target"]["message"])
     console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x accuracy)")
     files = ", ".join(f"{res.out / n}" for n in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json"))
     console.print(f"wrote {files}, {s['exported'].get('onnx')}"

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from hwnas.errors import HwnasError
 from hwnas.registry import Registry
+from hwnas.rundir import append_jsonl, read_jsonl
 
 ESTIMATORS = Registry("accuracy estimator", set_name=True)
 register_estimator = ESTIMATORS.register
@@ -68,7 +69,8 @@ class Estimator(ABC):
 class CachedEstimator:
     """Wraps an estimator with an append-only JSON-lines cache (one line per architecture, fsynced):
     an architecture is never estimated twice, in this run or in a resumed one. Lines written under
-    another estimator config are ignored; a torn last line (a kill mid-write) is dropped."""
+    another estimator config are ignored; a torn last line (a kill mid-write) is cut off, damage elsewhere
+    is an error naming the line."""
 
     def __init__(self, estimator: Estimator, path: str | os.PathLike | None = None):
         self.estimator = estimator
@@ -77,13 +79,10 @@ class CachedEstimator:
         self.values: dict[tuple[int, ...], float] = {}
         self.hits = 0
         self.misses = 0
-        if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("config") == self.key:
+        if self.path:
+            # a torn last line (a kill mid-write) is cut off here, so later appends start on a clean line
+            for row in read_jsonl(self.path, repair=True):
+                if isinstance(row, dict) and row.get("config") == self.key:
                     self.values[tuple(row["arch"])] = float(row["value"])
 
     @property
@@ -103,14 +102,5 @@ class CachedEstimator:
         self.values[arch] = value
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"config": self.key, "arch": list(arch), "value": value}) + "\n"
-            with open(self.path, "a+b") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() > 0:  # after a torn write the file may not end with a newline
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        f.write(b"\n")
-                f.write(line.encode())
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(self.path, {"config": self.key, "arch": list(arch), "value": value})
         return value

@@ -16,7 +16,6 @@ and kept beside the checkpoint.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
+from hwnas.rundir import atomic_write_json, read_json
 from hwnas.search.estimators.base import Estimator, register_estimator
 from hwnas.search.estimators.short_train import load_split
 from hwnas.tensorfile import load_tree, save_tree
@@ -240,11 +240,11 @@ class SupernetEstimator(Estimator):
             if self._report is None:
                 rp = self.checkpoint_path.with_suffix(f".spearman-{self.validate}x{self.validate_steps}.json")
                 if rp.exists():
-                    self._report = json.loads(rp.read_text())
+                    self._report = read_json(rp, "supernet rank-correlation report")
                 else:
                     self.supernet()
                     self._report = self.spearman()
                     rp.parent.mkdir(parents=True, exist_ok=True)
-                    rp.write_text(json.dumps(self._report, indent=2) + "\n")
+                    atomic_write_json(rp, self._report)  # a shared cache: another search may read it meanwhile
             out["rank_correlation"] = self._report
         return out

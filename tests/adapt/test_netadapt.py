@@ -126,3 +126,44 @@ def test_resume_after_sigkill_continues_from_last_iteration(tmp_path):
     assert [r["iteration"] for r in rows] == list(range(len(rows)))  # nothing counted twice
     assert st["phase"] == "done" and st["final"]["measured_ms"] <= budget
     assert "resuming from iteration" in res.stderr
+
+
+def test_accuracy_floor_default_is_halfway_between_chance_and_the_start():
+    from hwnas.adapt.netadapt import _accuracy_floor
+    assert _accuracy_floor(None, 0.9, 10) == pytest.approx(0.5)
+    assert _accuracy_floor(None, 0.15, 10) == 0.0  # an untrained start (near chance) has nothing to protect
+    assert _accuracy_floor(0.3, 0.9, 10) == 0.3
+
+
+def test_no_proposal_below_the_accuracy_floor_is_kept_the_step_is_halved(tmp_path, monkeypatch):
+    from hwnas.adapt.netadapt import MAX_HALVINGS, NetAdapt
+    from hwnas.adapt.proposals import evaluate_proposal
+    from hwnas.adapt.checkpoint import load_state
+    batches = []
+
+    def fn(p):
+        if not batches or p.model_out <= batches[-1][-1].model_out:
+            batches.append([])
+        batches[-1].append(p)
+        return evaluate_proposal(p)
+
+    budget = _budget(0.1)
+    monkeypatch.chdir(tmp_path)  # a relative --out: the state must not depend on this working directory
+    with pytest.raises(HwnasError, match=rf"every proposal falls below the accuracy floor 0.9990 .* halved "
+                                         rf"{MAX_HALVINGS} times.*then --resume"):
+        NetAdapt(_cfg(tmp_path, budget, accuracy_floor=0.999, out="run"), model=TinyNet(width=WIDTH),
+                 pool_fn=fn).run()
+    assert len(batches) == MAX_HALVINGS + 1
+    # each retry asks for a smaller cut: the predicted latencies of its proposals rise
+    best = [min(p.predicted_ms for p in b) for b in batches]
+    assert all(later >= earlier for earlier, later in zip(best, best[1:])) and best[-1] > best[0]
+    state = load_state(tmp_path / "run")
+    assert len(state["trajectory"]) == 1 and state["floor"] == 0.999  # nothing below the floor was kept
+    # a lower floor on --resume continues from the same state, resumed from another working directory
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(HwnasError, match="no budget met after 1 iterations"):
+        NetAdapt(_cfg(tmp_path, budget, accuracy_floor=0.0, resume=True, max_iterations=1),
+                 model=TinyNet(width=WIDTH), pool_fn=fn).run()
+    state = load_state(tmp_path / "run")
+    assert len(state["trajectory"]) == 2 and state["floor"] == 0.0

@@ -142,6 +142,72 @@ def test_kill_9_at_any_point_loses_and_repeats_nothing(tmp_path, strategy):
     assert [r["reward"] for r in got] == [r["reward"] for r in ref]
 
 
+class _Optimistic(ToyPredictor):
+    """Predicts a thousandth of the toy costs (microseconds): every toy network measures far over a target set
+    by it, as a table that is badly wrong for this device would."""
+
+    def predict(self, arch) -> float:
+        return super().predict(arch) / 1000
+
+    def predict_batch(self, archs):
+        return super().predict_batch(archs) / 1000
+
+    def min_latency(self) -> float:
+        return super().min_latency() / 1000
+
+
+def test_a_hard_target_none_meets_widens_the_re_measured_set_then_says_so_plainly(tmp_path):
+    from hwnas.latency.devices import get_device
+    from hwnas.latency.protocol import NETWORK
+    from hwnas.search.run import WIDEN
+    space, logs = ToySpace(), []
+    est = CachedEstimator(get_estimator("naswot", space, seed=0, calibration=6, batch_size=8), tmp_path / "c.jsonl")
+    run = SearchRun(tmp_path / "run", space, _Optimistic(space), get_strategy("random", space, seed=0), est,
+                    Reward.hard(0.004), samples=30, device=get_device("cpu"), top_k=2, config={"space": "toy"},
+                    protocol=NETWORK.but(min_rounds=2, max_rounds=2, runs=3, warmup=1), log=logs.append)
+    s = run.run().summary
+    assert len(s["top_k"]) == 2 * (1 + WIDEN)  # the re-measured set was widened WIDEN times
+    assert sum("measuring the next 2" in m for m in logs) == WIDEN
+    h = s["hard_target"]
+    assert not h["met"] and h["measured"] == 8 and h["closest"]["over_pct"] > 100
+    assert h["message"].startswith("no measured network meets the target 0.004 ms: of the 8 measured, the fastest")
+    assert "re-ran" in h["message"] and h["message"] in logs
+    assert all(r["target_verdict"] == "misses" for r in s["top_k"])
+
+
+def test_two_searches_on_one_out_end_with_one_refusal_and_an_intact_directory(tmp_path):
+    cmd = [sys.executable, str(HERE / "run_toy_search.py")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run_dir = tmp_path / "shared"
+    first = subprocess.Popen(cmd + [str(run_dir), "random", "100000"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None and _lines(run_dir / "samples.jsonl") < 3:
+            time.sleep(0.02)
+        assert first.poll() is None, first.stderr.read()
+        second = subprocess.run(cmd + [str(run_dir), "random", "20"], env=env, capture_output=True, text=True)
+        assert second.returncode != 0
+        assert f"is in use by another hwnas search (PID {first.pid} on " in second.stderr
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    n = len(read_samples(run_dir / "samples.jsonl", repair=True))
+    again = subprocess.run(cmd + [str(run_dir), "random", str(n + 5)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # the directory resumes: nothing mixed in, nothing lost
+    assert [r["i"] for r in read_samples(run_dir / "samples.jsonl")] == list(range(n + 5))
+
+
+def test_a_damaged_middle_line_of_samples_is_refused_with_its_number(tmp_path):
+    out = tmp_path / "run"
+    _toy_run(out, n=6).run()
+    lines = (out / "samples.jsonl").read_bytes().split(b"\n")
+    lines[2] = lines[2][:10]
+    (out / "samples.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(HwnasError, match=r"samples.jsonl: line 3 is not a complete JSON record"):
+        _toy_run(out, n=8, resume=True).run()
+
+
 def test_resume_refuses_a_pickled_strategy_checkpoint_without_running_it(tmp_path):
     """A strategy.ckpt is tensors + JSON; a pickle there (an attack, or an older hwnas's file) is one clear
     error and its code never runs."""
