@@ -21,18 +21,13 @@ from hwnas.latency.lut.layers import conv_input_sizes, conv_key
 from hwnas.latency.lut.store import LutStore
 
 
-def conv_inputs(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
-    """{conv name: (H, W) of its input} from one forward pass."""
-    return conv_input_sizes(model, input_shape)
-
-
 class LayerCosts:
     def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None, protocol=None):
         from hwnas.latency.protocol import OP
         self.device = device
         self.fp = device.fingerprint_key()
         self.protocol = protocol or OP
-        self.sizes = conv_inputs(model, input_shape)
+        self.sizes = conv_input_sizes(model, input_shape)
         self.specs = {n: (m.kernel_size, m.stride, m.padding, m.dilation, m.groups > 1 and m.groups == m.in_channels)
                       for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
         self.store = LutStore(db)

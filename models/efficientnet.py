@@ -15,12 +15,10 @@ from functools import partial
 from torch import nn
 
 from hwnas.models.registry import register_model
-from hwnas.models.layers import SqueezeExcite as _SqueezeExcite
+from hwnas.models.layers import InvertedResidual, make_divisible, se_width
 from hwnas.models.layers import conv_bn as _conv_bn
-from hwnas.models.layers import make_divisible
 
 conv_bn = partial(_conv_bn, act=nn.SiLU)
-SqueezeExcite = partial(_SqueezeExcite, act=nn.SiLU)
 
 # repeats, kernel, first stride, expansion, out channels  (paper Table 1, B0); SE ratio 0.25 everywhere
 _B0 = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
@@ -28,21 +26,6 @@ _B0 = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (
 # variant: (width coefficient, depth coefficient, resolution, dropout)
 _VARIANTS = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
              "b3": (1.2, 1.4, 300, 0.3)}
-
-
-class MBConv(nn.Module):
-    def __init__(self, cin, cout, k, stride, expand, se_ratio=0.25):
-        super().__init__()
-        hidden = cin * expand
-        layers = [conv_bn(cin, hidden, 1)] if expand != 1 else []
-        layers += [conv_bn(hidden, hidden, k, stride, groups=hidden),
-                   SqueezeExcite(hidden, max(1, int(cin * se_ratio))),
-                   conv_bn(hidden, cout, 1, act=False)]
-        self.block = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
-
-    def forward(self, x):
-        return x + self.block(x) if self.use_residual else self.block(x)
 
 
 class EfficientNet(nn.Module):
@@ -54,7 +37,8 @@ class EfficientNet(nn.Module):
         for n, k, s, e, cout in _B0:
             cout = make_divisible(cout * width)
             for i in range(int(math.ceil(depth * n))):
-                layers.append(MBConv(c, cout, k, s if i == 0 else 1, e))
+                layers.append(InvertedResidual(c, c * e, cout, k, s if i == 0 else 1, act=nn.SiLU,
+                                               se=se_width(c, 0.25), se_act=nn.SiLU))
                 c = cout
         last = make_divisible(1280 * width)
         layers.append(conv_bn(c, last, 1))

@@ -9,7 +9,7 @@ head, which only grows for multipliers > 1.
 from torch import nn
 
 from hwnas.models.registry import register_model
-from hwnas.models.layers import SqueezeExcite, conv_bn, make_divisible
+from hwnas.models.layers import InvertedResidual, conv_bn, make_divisible, se_width
 
 # repeats, kernel, first stride, expansion, out channels, SE ratio, skip  (paper Fig. 7 / released code)
 _A1 = [(1, 3, 1, 1, 16, 0.0, False), (2, 3, 2, 6, 24, 0.0, True), (3, 5, 2, 3, 40, 0.25, True),
@@ -20,22 +20,6 @@ _B1 = [(1, 3, 1, 1, 16, 0.0, False), (3, 3, 2, 3, 24, 0.0, True), (3, 5, 2, 3, 4
        (1, 3, 1, 6, 320, 0.0, False)]
 
 
-class MBConv(nn.Module):
-    def __init__(self, cin, cout, k, stride, expand, se_ratio, skip):
-        super().__init__()
-        hidden = cin * expand
-        layers = [conv_bn(cin, hidden, 1)] if expand != 1 else []
-        layers.append(conv_bn(hidden, hidden, k, stride, groups=hidden))
-        if se_ratio:
-            layers.append(SqueezeExcite(hidden, max(1, int(cin * se_ratio))))
-        layers.append(conv_bn(hidden, cout, 1, act=False))
-        self.block = nn.Sequential(*layers)
-        self.use_residual = skip and stride == 1 and cin == cout
-
-    def forward(self, x):
-        return x + self.block(x) if self.use_residual else self.block(x)
-
-
 class MnasNet(nn.Module):
     def __init__(self, cfg, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, in_chans: int = 3):
         super().__init__()
@@ -44,7 +28,7 @@ class MnasNet(nn.Module):
         for n, k, s, e, cout, se, skip in cfg:
             cout = make_divisible(cout * width_mult)
             for i in range(n):
-                layers.append(MBConv(c, cout, k, s if i == 0 else 1, e, se, skip))
+                layers.append(InvertedResidual(c, c * e, cout, k, s if i == 0 else 1, se=se_width(c, se), skip=skip))
                 c = cout
         last = make_divisible(1280 * max(1.0, width_mult))
         layers.append(conv_bn(c, last, 1))

@@ -9,26 +9,13 @@ from functools import partial
 from torch import nn
 
 from hwnas.models.registry import register_model
+from hwnas.models.layers import InvertedResidual, make_divisible
 from hwnas.models.layers import conv_bn as _conv_bn
-from hwnas.models.layers import make_divisible
 
 conv_bn = partial(_conv_bn, act=nn.ReLU6)
 
 # expansion t, output channels c, repeats n, first stride s (paper Table 2)
 _CFG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin, cout, stride, expand):
-        super().__init__()
-        hidden = cin * expand
-        layers = [conv_bn(cin, hidden, 1)] if expand != 1 else []
-        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), conv_bn(hidden, cout, 1, act=False)]
-        self.block = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
-
-    def forward(self, x):
-        return x + self.block(x) if self.use_residual else self.block(x)
 
 
 class MobileNetV2(nn.Module):
@@ -39,7 +26,7 @@ class MobileNetV2(nn.Module):
         for t, cout, n, s in _CFG:
             cout = make_divisible(cout * width_mult)
             for i in range(n):
-                layers.append(InvertedResidual(c, cout, s if i == 0 else 1, t))
+                layers.append(InvertedResidual(c, c * t, cout, 3, s if i == 0 else 1, act=nn.ReLU6))
                 c = cout
         last = make_divisible(1280 * max(1.0, width_mult))
         layers.append(conv_bn(c, last, 1))

@@ -7,14 +7,11 @@ Head: 1x1 conv + BN + h-swish, pool, 1x1 conv (no BN) + h-swish (written as Line
 vector, the same weights), dropout, classifier. `width_mult` scales every layer (multiples of 8)
 except the last hidden layer, which only grows for multipliers > 1.
 """
-from functools import partial
-
 from torch import nn
 
 from hwnas.models.registry import register_model
-from hwnas.models.layers import SqueezeExcite as _SqueezeExcite
+from hwnas.models.layers import InvertedResidual, make_divisible
 from hwnas.models.layers import conv_bn as _conv_bn
-from hwnas.models.layers import make_divisible
 
 # kernel, expanded, out, SE, activation ("RE"/"HS"), stride  (paper Tables 1 and 2)
 _LARGE = [
@@ -32,29 +29,11 @@ _SMALL = [
 ]
 
 
-_ACTS = {"RE": nn.ReLU, "HS": nn.Hardswish, None: None}
+_ACTS = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 
 def conv_bn(cin, cout, k, stride=1, groups=1, act="RE"):
     return _conv_bn(cin, cout, k, stride, groups, act=_ACTS[act])
-
-
-SqueezeExcite = partial(_SqueezeExcite, gate=nn.Hardsigmoid)
-
-
-class Bneck(nn.Module):
-    def __init__(self, cin, k, hidden, cout, se, act, stride):
-        super().__init__()
-        layers = [conv_bn(cin, hidden, 1, act=act)] if hidden != cin else []
-        layers.append(conv_bn(hidden, hidden, k, stride, groups=hidden, act=act))
-        if se:
-            layers.append(SqueezeExcite(hidden, make_divisible(hidden / 4)))
-        layers.append(conv_bn(hidden, cout, 1, act=None))
-        self.block = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
-
-    def forward(self, x):
-        return x + self.block(x) if self.use_residual else self.block(x)
 
 
 class MobileNetV3(nn.Module):
@@ -65,7 +44,8 @@ class MobileNetV3(nn.Module):
         layers = [conv_bn(in_chans, c, 3, 2, act="HS")]
         for k, exp, out, se, act, s in cfg:
             hidden, out = make_divisible(exp * width_mult), make_divisible(out * width_mult)
-            layers.append(Bneck(c, k, hidden, out, se, act, s))
+            layers.append(InvertedResidual(c, hidden, out, k, s, act=_ACTS[act],
+                                           se=make_divisible(hidden / 4) if se else 0, se_gate=nn.Hardsigmoid))
             c = out
         final = make_divisible(cfg[-1][1] * width_mult)  # 960 (Large) / 576 (Small)
         layers.append(conv_bn(c, final, 1, act="HS"))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.models.layers import SqueezeExcite, conv_bn, make_divisible
+from hwnas.models.layers import SqueezeExcite, conv_bn, inverted_residual, make_divisible, se_width
 from hwnas.search.spaces import register_space
 from hwnas.search.spaces.base import Decision, OpSpec, Space
 
@@ -47,27 +47,15 @@ def effective_skip(skip: str, cin: int, cout: int, stride: int) -> str:
 class SearchLayer(nn.Module):
     def __init__(self, cin: int, cout: int, op: str, k: int, stride: int, se: float, skip: str):
         super().__init__()
-        hidden_se = max(1, int(cin * se))
+        se_hidden = se_width(cin, se)
         if op == "conv":
-            layers = [conv_bn(cin, cout, k, stride)]
-            if se:
-                layers.append(SqueezeExcite(cout, hidden_se))
-        elif op == "dwconv":
-            layers = [conv_bn(cin, cin, k, stride, groups=cin)]
-            if se:
-                layers.append(SqueezeExcite(cin, hidden_se))
-            layers.append(conv_bn(cin, cout, 1, act=None))
-        elif op.startswith("mbconv"):
-            e = int(op[len("mbconv"):])
-            hidden = cin * e
-            layers = [conv_bn(cin, hidden, 1)] if e != 1 else []
-            layers.append(conv_bn(hidden, hidden, k, stride, groups=hidden))
-            if se:
-                layers.append(SqueezeExcite(hidden, hidden_se))
-            layers.append(conv_bn(hidden, cout, 1, act=None))
+            self.body = nn.Sequential(conv_bn(cin, cout, k, stride),
+                                      *([SqueezeExcite(cout, se_hidden)] if se_hidden else []))
+        elif op == "dwconv" or op.startswith("mbconv"):  # dwconv: depthwise + pointwise, MBConv's expansion 1
+            e = 1 if op == "dwconv" else int(op[len("mbconv"):])
+            self.body = inverted_residual(cin, cin * e, cout, k, stride, se=se_hidden)
         else:
             raise ValueError(f"unknown op {op!r}")
-        self.body = nn.Sequential(*layers)
         self.skip = effective_skip(skip, cin, cout, stride)
         if self.skip == "pool":
             short = [nn.AvgPool2d(stride, stride, ceil_mode=True)] if stride > 1 else []
@@ -119,6 +107,8 @@ _FIELDS = ("op", "kernel", "se", "skip", "width", "layers")
 
 
 class MnasNetSpace(Space):
+    ops_are_network = True  # build() stacks the modules ops() builds
+
     def __init__(self, config: MnasNetConfig = MnasNetConfig(), name: str = "mnasnet", **overrides):
         if overrides:
             config = MnasNetConfig(**{**config.__dict__, **overrides})

@@ -147,8 +147,6 @@ class CellSpaceConfig:
 
 
 class CellSpace(Space):
-    ops_are_network = False  # a DAG of cells, not the sequence of its ops (the supernet estimator checks)
-
     def __init__(self, config: CellSpaceConfig = CellSpaceConfig(), name: str = "nasnet", **overrides):
         if overrides:
             config = CellSpaceConfig(**{**config.__dict__, **overrides})

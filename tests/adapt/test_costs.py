@@ -1,17 +1,18 @@
 """Per-layer costs: timed on the real onnxruntime device, stored in the LUT store (SQLite), reused by a second run."""
 import sqlite3
 
-from hwnas.adapt.costs import LayerCosts, conv_inputs
+from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, conv_changes
 from hwnas.latency.devices import get_device
+from hwnas.latency.lut.layers import conv_input_sizes
 from tests.latency.lut_helpers import fast_protocol
 from tinynet import TinyNet
 
 SHAPE = (1, 3, 32, 32)
 
 
-def test_conv_inputs_sizes():
-    sizes = conv_inputs(TinyNet(), SHAPE)
+def test_conv_input_sizes():
+    sizes = conv_input_sizes(TinyNet(), SHAPE)
     assert sizes["stem.0"] == (32, 32) and sizes["dw.0"] == (16, 16) and sizes["head.0"] == (8, 8)
     assert sizes["se.fc1"] == (1, 1)
 
