@@ -15,51 +15,17 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from hwnas.adapt import checkpoint as ckpt
+from hwnas.adapt.config import AdaptConfig
 from hwnas.adapt.costs import LayerCosts
-from hwnas.adapt.groups import build_graph, candidate_counts, conv_changes, prunable_groups, scale_width
+from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
+from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, pick, plan_cuts
 from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
 from hwnas.errors import HwnasError
 from hwnas.rundir import RunLock, prepare_dir
-
-
-@dataclass
-class AdaptConfig:
-    model: str
-    budget_ms: float
-    device: str = "cpu"
-    data: str = "digits"
-    weights: str | None = None
-    input_size: int = 32
-    out: str = "netadapt-out"
-    short_steps: int = 50
-    long_epochs: int = 2
-    pretrain_steps: int = 300
-    workers: int = 1
-    executor: str = "local"         # where proposals run: local (process pool of `workers`) or ray
-    ray_address: str | None = None
-    initial_fraction: float = 0.1   # the paper-like value is 0.025; larger steps finish sooner here
-    decay: float = 0.96
-    unit: int = 8
-    min_proposals: int = 1          # halve Δ until at least this many groups can meet it (or all that can)
-    max_cut: float = 1.0            # fraction of a group's channels one iteration may remove
-    accuracy_floor: float | None = None  # top-1 no kept proposal may fall below (None: halfway chance..start)
-    batch_size: int = 64
-    lr: float = 0.01
-    pretrain_lr: float = 0.05
-    seed: int = 0
-    runs: int = 10                  # timed runs per round of the measurement protocol (whole networks)
-    max_iterations: int = 200
-    devices_file: str | None = None
-    layer_db: str | None = None
-    resume: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def data_args(self) -> dict:
-        return {"spec": self.data, "image_size": self.input_size, "channels": 3, "seed": self.seed}
 
 
 def _log(msg: str) -> None:
@@ -92,115 +58,6 @@ def _load_weights(model, sd: dict, path: str) -> None:
     except (RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]
         raise HwnasError(f"weights {path} do not fit this model: {first}") from None
-
-
-MAX_HALVINGS = 4  # an iteration whose proposals all fall below the accuracy floor retries with Δ/2, Δ/4, ...
-
-
-def _accuracy_floor(asked: float | None, start_acc: float, num_classes: int) -> float:
-    """The top-1 below which no proposal is kept: as asked, else halfway between chance and the start (a cut
-    to chance is never a result, even if it is the only proposal). A start within 10 points of chance has
-    nothing to protect (an untrained network): no default floor then."""
-    if asked is not None:
-        return float(asked)
-    chance = 1.0 / max(num_classes, 1)
-    if start_acc < chance + 0.1:
-        return 0.0
-    return chance + 0.5 * (start_acc - chance)
-
-
-def _pick(results, cur_acc: float, cur_ms: float):
-    """Least accuracy lost per ms removed (an accuracy gain counts as negative loss)."""
-    def score(r):
-        saved = max(cur_ms - r.predicted_ms, 1e-6)
-        return ((cur_acc - r.accuracy) / saved, -r.accuracy)
-    return min(results, key=score)
-
-
-def _allowed_counts(channels: int, unit: int, max_cut: float) -> list[int]:
-    """Candidate channel counts for one iteration: multiples of `unit`, removing at most `max_cut` of the
-    group (but always at least one step of `unit`, so a narrow group can still shrink)."""
-    counts = candidate_counts(channels, unit)
-    return counts[:1] + [c for c in counts[1:] if c >= channels * (1 - max_cut)]
-
-
-def _largest_meeting(costs, model, graph, group: str, counts: list[int], channels: int, cur_ms: float,
-                     target: float):
-    """Largest of `counts` whose predicted latency ≤ target (bisection: latency falls with width)."""
-    if not counts:
-        return None
-
-    def predicted(c):
-        return cur_ms + costs.delta(conv_changes(model, graph, group, channels - c))
-
-    lo_ms = predicted(counts[-1])
-    if lo_ms > target:
-        return None
-    lo, hi = 0, len(counts) - 1  # invariant: counts[hi] meets the target
-    best = (counts[hi], lo_ms)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        p = predicted(counts[mid])
-        if p <= target:
-            hi, best = mid, (counts[mid], p)
-        else:
-            lo = mid + 1
-    return best
-
-
-@dataclass
-class Cut:
-    index: int          # position of the group in name order (seeds and file names derive from it)
-    group: str
-    channels: int
-    new_channels: int
-    predicted_ms: float
-
-
-@dataclass
-class Plan:
-    cuts: list
-    target: float
-    delta: float
-    forced: bool = False  # no cut was predicted to meet any target: the best-rated one, to be measured
-
-
-def plan_cuts(costs, model, graph, groups: dict, cur_ms: float, delta: float, budget_ms: float, unit: int,
-              max_cut: float, min_proposals: int, halvings: int = 6) -> Plan:
-    """One iteration's proposals: per group, the largest allowed channel count predicted to meet
-    target = max(cur − Δ, 0.99·budget). While fewer than `min_proposals` groups can (and Δ still sets the
-    target), Δ is halved, up to `halvings` times; the widest choice found is kept."""
-    allowed = {g: _allowed_counts(ch, unit, max_cut) for g, ch in groups.items()}
-    want = min(min_proposals, sum(1 for c in allowed.values() if c))
-    best = None
-    for _ in range(halvings + 1):
-        t = max(cur_ms - delta, budget_ms * 0.99)
-        cuts = []
-        for k, (g, ch) in enumerate(sorted(groups.items())):
-            found = _largest_meeting(costs, model, graph, g, allowed[g], ch, cur_ms, t)
-            if found is not None:
-                cuts.append(Cut(k, g, ch, found[0], found[1]))
-        if best is None or len(cuts) > len(best.cuts):
-            best = Plan(cuts, t, delta)
-        # enough choice; or the budget sets the target and something meets it (a smaller Δ would only raise
-        # the target above the budget); with nothing meeting it, halving goes on (a smaller step, not a
-        # forced cut to minimum width)
-        if len(best.cuts) >= want or (t <= budget_ms and best.cuts):
-            break
-        delta /= 2
-    if best.cuts:
-        return best
-    # The per-layer costs say no group reaches even the smallest target: take the cut they rate best (even
-    # if they predict no gain: on tiny layers they are noise, and the measurement of the result judges).
-    options = []
-    for k, (g, ch) in enumerate(sorted(groups.items())):
-        if allowed[g]:
-            low = allowed[g][-1]
-            options.append(Cut(k, g, ch, low, cur_ms + costs.delta(conv_changes(model, graph, g, ch - low))))
-    if not options:
-        raise HwnasError(f"cannot shrink further: every group is at minimum width and the measured latency "
-                         f"{cur_ms:.3f} ms is still above the budget {budget_ms:g} ms")
-    return Plan([min(options, key=lambda c: c.predicted_ms)], best.target, best.delta, forced=True)
 
 
 class NetAdapt:
@@ -265,7 +122,7 @@ class NetAdapt:
                "predicted_ms": orig_ms, "measured_ms": orig_ms, "accuracy": float(acc),
                **_stats(model, shape), "seconds": 0.0, "proposals": 0}
         _log(f"start: top-1 {acc:.4f}, {orig_ms:.3f} ms ({pre})")
-        floor = _accuracy_floor(cfg.accuracy_floor, float(acc), split.num_classes)
+        floor = accuracy_floor(cfg.accuracy_floor, float(acc), split.num_classes)
         _log(f"accuracy floor: top-1 {floor:.4f} (no proposal below it is kept; the step is halved instead)")
         return {**self._config_record(), "phase": "iterate", "original_ms": orig_ms, "min_width_ms": min_ms,
                 "start": pre, "current": path, "trajectory": [row], "fine_tune_steps": 0,
@@ -315,7 +172,7 @@ class NetAdapt:
             _log(f"iteration {i}: all {len(results)} proposals fall below the accuracy floor {floor:.4f} (best "
                  f"{best:.4f}); halving the step")
             delta /= 2
-        chosen = _pick(kept, cur_acc, cur_ms)
+        chosen = pick(kept, cur_acc, cur_ms)
         model = load_model(chosen.model_out, self.template)
         measured = _measure(device, {"network": model}, shape, cfg.runs)["network"].ms
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")

@@ -28,7 +28,8 @@ from hwnas.latency.devices import get_device
 from hwnas.search.estimators import CachedEstimator, get_estimator
 from hwnas.search.pareto import hypervolume
 from hwnas.search.reward import Reward
-from hwnas.search.run import SearchRun, load_predictor
+from hwnas.search.api import load_predictor
+from hwnas.search.run import SearchRun
 from hwnas.search.spaces import get_space
 from hwnas.search.strategies import get_strategy
 from hwnas.units import parse_latency_ms

@@ -410,7 +410,7 @@ def queue_id(device) -> str:
 
 def pool_members(device) -> list:
     """The devices a measurement of `device` may run on: a farm's members, else the device itself."""
-    members = getattr(device.backend, "members", None)
+    members = device.backend.members
     return list(members) if members else [device]
 
 

@@ -225,7 +225,7 @@ def _run(s: _DeviceSlot, path: Path, name: str, warmup: int, runs: int, adaptive
         "samples_ms": m.samples_ms, "measurement": m.to_dict(),
         "agent": {"host": os.uname().nodename, "queued_at": asked, "started_at": started, "finished_at": finished},
     }
-    extra = getattr(dev.backend, "last_run", None)
+    extra = dev.backend.last_run
     if extra:
         result["extra"] = {k: v for k, v in extra.items() if k != "raw_output"}
     if ops is not None:

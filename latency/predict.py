@@ -155,10 +155,10 @@ class LatencyPredictor:
         """The fastest network the space can build, by the table (under `correction`, default this
         predictor's): exact by dynamic programming where the space exposes its block structure, else the
         minimum over a large random sample."""
-        exact = getattr(self.space, "min_cost", None)
         c = self.correction if correction is None else correction
+        exact = self.space.min_cost(c["a"] * self.table[:-1] + c["b"])
         if exact is not None:
-            return float(exact(c["a"] * self.table[:-1] + c["b"]) + c["c"])
+            return float(exact + c["c"])
         # the sampled networks cost seconds on spaces without a DP (cells); a search asks twice, a fit thrice
         key = (samples, seed)
         if key not in self._sampled:

@@ -35,6 +35,20 @@ def devices_option(f):
                         help="Extra devices YAML (also $HWNAS_DEVICES).")(f)
 
 
+def executor_options(what: str):
+    """--executor and --ray-address, for a command whose `what` can run on a Ray cluster."""
+    def decorate(f):
+        f = click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")(f)
+        return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                            help=f"Where {what} run: this machine, or a Ray cluster (pip install "
+                                 f"'hwnas[ray]').")(f)
+    return decorate
+
+
+db_option = click.option("--db", type=click.Path(dir_okay=False), default=None,
+                         help="Latency-table database (SQLite; default $HWNAS_HOME/lut.db or ~/.cache/hwnas/lut.db).")
+
+
 def writable_file(ctx, param, value):
     """A click callback: an output file (or - for stdout) that can be written, checked before any work starts
     (a long build or search must not end in 'cannot write')."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, write_json, writable_file
+from hwnas.commands._common import count, devices_option, executor_options, writable_file, write_json
 
 
 @click.command("adapt")
@@ -23,10 +23,7 @@ from hwnas.commands._common import count, devices_option, write_json, writable_f
               help="Training steps from scratch when no --weights are given.")
 @click.option("--workers", type=count("workers"), default=1, show_default=True,
               help="Processes evaluating proposals in parallel.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where proposals are fine-tuned: a local process pool of --workers, or a Ray cluster "
-                   "(pip install 'hwnas[ray]').")
-@click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
+@executor_options("proposals (fine-tuned, in a local process pool of --workers)")
 @click.option("--initial-step", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="First latency reduction, as a fraction of the original latency "
               "(the paper used 0.025).")

@@ -3,15 +3,9 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, write_json, writable_file
+from hwnas.commands._common import (count, db_option, devices_option, executor_options, writable_file,
+                                    write_json)
 
-executor_option = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                               help="Where tasks run: this machine, or a Ray cluster (pip install 'hwnas[ray]').")
-ray_address_option = click.option("--ray-address", default=None,
-                                  help="Ray cluster to join (default: start a local one).")
-
-db_option = click.option("--db", type=click.Path(dir_okay=False), default=None,
-                         help="Table database (SQLite; default $HWNAS_HOME/lut.db or ~/.cache/hwnas/lut.db).")
 
 
 def _protocol(base, rounds, runs, warmup):
@@ -45,8 +39,7 @@ def command():
               help="Whole networks measured to fit the correction.")
 @db_option
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write the build report as JSON (file or -).")
-@executor_option
-@ray_address_option
+@executor_options("the timings")
 @devices_option
 def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db, json_out, executor, ray_address,
           devices_file):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option
+from hwnas.commands._common import count, db_option, devices_option, executor_options
 from hwnas.progress import log as _log
 
 
@@ -37,12 +37,9 @@ from hwnas.progress import log as _log
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--top-k", type=count("top"), default=5, show_default=True,
               help="Best architectures re-measured on the device at the end.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="Latency table database (SQLite).")
+@db_option
 @click.option("--no-build", is_flag=True, help="Fail instead of building a missing latency table.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where accuracy estimates run: this process, or a Ray cluster in parallel batches "
-                   "(pip install 'hwnas[ray]').")
-@click.option("--ray-address", default=None, help="Ray cluster to join (default: start a local one).")
+@executor_options("accuracy estimates (in parallel batches)")
 @devices_option
 def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts, samples, data, estimator,
             estimator_opts, train_steps, out,
@@ -50,7 +47,7 @@ def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
     from hwnas.errors import HwnasError
-    from hwnas.search.run import search
+    from hwnas.search.api import search
 
     est_opts = parse_options(estimator_opts, "--estimator-option")
     if train_steps is not None:

@@ -77,7 +77,7 @@ class Device:
             raise HwnasError(f"unknown measurement option {unknown[0]!r} (known: {', '.join(sorted(PROTOCOL_OPTIONS))})")
         refused = sorted(asked - self.backend.protocol_options)
         if refused:
-            raise self.backend.refuse(refused[0], getattr(self.backend, "refusal", "its target has no such option"))
+            raise self.backend.refuse(refused[0], self.backend.refusal)
 
     def measure(self, model: Any, input_shape=None, *, warmup: int = 10, runs: int = 50,
                 adaptive: bool = False, **protocol) -> Measurement:

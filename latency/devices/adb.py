@@ -47,8 +47,8 @@ class AdbOptions(BackendOptions):
     use_nnapi: bool = False
     extra_args: list[str] = []                 # more benchmark_model flags, passed as given
     adb: str = "adb"                           # the adb executable (name on PATH or a path)
-    timeout_s: float = 600.0                   # one benchmark_model run
-    command_timeout_s: float = 30.0            # devices/getprop/rm; push gets 4x this
+    timeout_s: float = Field(600.0, gt=0)         # one benchmark_model run
+    command_timeout_s: float = Field(30.0, gt=0)  # devices/getprop/rm; push gets 4x this
 
 
 def _run(args: list[str], timeout: float) -> tuple[int, str]:
@@ -85,7 +85,6 @@ class AdbBackend(Backend):
         super().__init__(device_name, options)
         self._serial: str | None = None
         self._checked = False
-        self.last_run: dict = {}
 
     # -- adb plumbing -------------------------------------------------------------------------
     def _adb_path(self) -> str:

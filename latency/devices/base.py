@@ -69,6 +69,14 @@ class HostOptions(BackendOptions):
             raise ValueError(why)
         return v
 
+    @field_validator("cores", mode="before")
+    @classmethod
+    def _cores_form(cls, v):  # one line naming the field and its forms, not pydantic's union member errors
+        if v in ("auto", "none") or (isinstance(v, list) and all(isinstance(c, int) and not isinstance(c, bool)
+                                                                   for c in v)):
+            return v
+        raise ValueError(f"cores is 'auto', 'none' or a list of core ids, not {v!r}")
+
     @field_validator("cores")
     @classmethod
     def _known_cores(cls, v):
@@ -178,10 +186,15 @@ class Backend(ABC):
     # the Device.measure options this backend honours (forwards to the target or implements); any other is
     # refused with one line, never dropped
     protocol_options: ClassVar[frozenset[str]] = frozenset()
+    # why the options not in protocol_options cannot be honoured (the refusal's words)
+    refusal: ClassVar[str] = "its target has no such option"
+    # a pool of devices (the farm) lists its member devices here; a single target has none
+    members: ClassVar[list | None] = None
 
     def __init__(self, device_name: str, options: BackendOptions):
         self.device_name = device_name
         self.options = validated(device_name, options)
+        self.last_run: dict = {}  # what the target said about its last measurement beyond the samples, if anything
 
     def check(self) -> None:
         """Raise HwnasError saying why this device cannot be used here; return if it can."""

@@ -84,7 +84,6 @@ class RemoteBackend(Backend):
     def __init__(self, device_name, options):
         super().__init__(device_name, options)
         self._info: dict | None = None
-        self.last_response: dict = {}  # the agent's last /measure answer (its queue and timing stamps)
 
     def timing_resource(self) -> str:
         return f"agent {self.where}/{self.options.device}"
@@ -182,8 +181,7 @@ class RemoteBackend(Backend):
         if shapes:
             params["input_shape"] = shapes
         data = artifact.path.read_bytes()
-        self.last_response = self._request("POST", "/measure", params=params, content=data)
-        return self.last_response
+        return self._request("POST", "/measure", params=params, content=data)
 
     def measure(self, artifact: Artifact, *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
                 **protocol) -> Measurement:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from abc import ABC, abstractmethod
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from hwnas.errors import HwnasError
+from hwnas.options import check_options
 from hwnas.registry import Registry
 from hwnas.rundir import append_jsonl, read_jsonl
 
@@ -24,13 +25,7 @@ def estimator_class(name: str) -> type["Estimator"]:
 
 def get_estimator(name: str, space, data=None, seed: int = 0, **options) -> "Estimator":
     cls = estimator_class(name)
-    allowed = [p for p in inspect.signature(cls.__init__).parameters
-               if p not in ("self", "space", "data", "seed")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise HwnasError(f"estimator {name!r} has no option {', '.join(unknown)}; its options: "
-                         f"{', '.join(allowed) or 'none'}")
-    return cls(space, data=data, seed=seed, **options)
+    return cls(space, data=data, seed=seed, **check_options("estimator", name, cls, options))
 
 
 class Estimator(ABC):
@@ -48,9 +43,39 @@ class Estimator(ABC):
         self.data = data
         self.seed = int(seed)
 
+    #: True when trained_model(arch) gives the network the estimate was measured on (a search exports it)
+    trains: ClassVar[bool] = False
+
     @abstractmethod
     def estimate(self, arch) -> float:
         ...
+
+    def estimate_many(self, archs, executor=None, log=None) -> list[float]:
+        """Estimates of `archs`, in order; with an executor (hwnas.executor) the distinct ones are computed
+        as its free tasks, in parallel."""
+        archs = [tuple(int(a) for a in arch) for arch in archs]
+        if executor is None or len(archs) <= 1:
+            return [float(self.estimate(a)) for a in archs]
+        from hwnas.executor import map_tasks
+        todo = sorted(set(archs))
+        threads = max(1, (os.cpu_count() or 1) // max(1, executor.capacity))
+        values = {}
+        for j, v in map_tasks(executor, partial(_estimate_task, self, threads), todo, log=log):
+            values[todo[j]] = v
+        return [values[a] for a in archs]
+
+    def num_classes(self) -> int | None:
+        """The class count of the data the estimate is measured on (a network built for it, e.g. the one a
+        search exports, gets a head of that size); None when the estimator has no such data."""
+        return None
+
+    def trained_model(self, arch):
+        """The network of `arch` as trained for its estimate (estimators with `trains`)."""
+        raise HwnasError(f"estimator {self.name!r} trains no network")
+
+    def info(self) -> dict:
+        """What a run's summary should say about the estimator beyond its config."""
+        return {}
 
     def options(self) -> dict:
         return {}
@@ -66,13 +91,22 @@ class Estimator(ABC):
         return hashlib.sha1(json.dumps(self.config(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class CachedEstimator:
-    """Wraps an estimator with an append-only JSON-lines cache (one line per architecture, fsynced):
-    an architecture is never estimated twice, in this run or in a resumed one. Lines written under
-    another estimator config are ignored; a torn last line (a kill mid-write) is cut off, damage elsewhere
-    is an error naming the line."""
+def _estimate_task(estimator: Estimator, threads: int, arch) -> float:
+    """A free task: one estimate, in a worker of an executor."""
+    import torch
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return float(estimator.estimate(arch))
+
+
+class CachedEstimator(Estimator):
+    """An estimator with an append-only JSON-lines cache (one line per architecture, fsynced): an
+    architecture is never estimated twice, in this run or in a resumed one. Lines written under another
+    estimator config are ignored; a torn last line (a kill mid-write) is cut off, damage elsewhere is an
+    error naming the line. Everything else (name, config, capabilities) is the wrapped estimator's."""
 
     def __init__(self, estimator: Estimator, path: str | os.PathLike | None = None):
+        super().__init__(estimator.space, data=estimator.data, seed=estimator.seed)
         self.estimator = estimator
         self.key = estimator.config_key()
         self.path = Path(path) if path else None
@@ -86,21 +120,48 @@ class CachedEstimator:
                     self.values[tuple(row["arch"])] = float(row["value"])
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.estimator.name
+
+    @property
+    def is_accuracy(self) -> bool:  # type: ignore[override]
+        return self.estimator.is_accuracy
+
+    @property
+    def trains(self) -> bool:  # type: ignore[override]
+        return self.estimator.trains
 
     def config(self) -> dict:
         return self.estimator.config()
 
+    def options(self) -> dict:
+        return self.estimator.options()
+
+    def num_classes(self) -> int | None:
+        return self.estimator.num_classes()
+
+    def trained_model(self, arch):
+        return self.estimator.trained_model(arch)
+
+    def info(self) -> dict:
+        return self.estimator.info()
+
     def estimate(self, arch) -> float:
-        arch = tuple(int(a) for a in arch)
-        if arch in self.values:
-            self.hits += 1
-            return self.values[arch]
-        self.misses += 1
-        value = float(self.estimator.estimate(arch))
+        return self.estimate_many([arch])[0]
+
+    def estimate_many(self, archs, executor=None, log=None) -> list[float]:
+        """Cached values first; the distinct others estimated by the wrapped estimator (in parallel on an
+        executor) and recorded once each, in order."""
+        archs = [tuple(int(a) for a in arch) for arch in archs]
+        todo = sorted({a for a in archs if a not in self.values})
+        self.hits += sum(a in self.values for a in archs)
+        self.misses += len(todo)
+        for arch, value in zip(todo, self.estimator.estimate_many(todo, executor, log)):
+            self._record(arch, float(value))
+        return [self.values[a] for a in archs]
+
+    def _record(self, arch: tuple[int, ...], value: float) -> None:
         self.values[arch] = value
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             append_jsonl(self.path, {"config": self.key, "arch": list(arch), "value": value})
-        return value

@@ -32,6 +32,11 @@ class ShortTrain(Estimator):
             self._split = load_split(self.space, self.data, self.seed)
         return self._split
 
+    trains = True
+
+    def num_classes(self) -> int:
+        return self.split.num_classes
+
     def trained_model(self, arch):
         """The network of `arch` after the short training (the same run the estimate comes from)."""
         from hwnas.data import make_loaders

@@ -17,6 +17,7 @@ and kept beside the checkpoint.
 from __future__ import annotations
 
 import math
+import zlib
 import os
 from pathlib import Path
 
@@ -36,11 +37,13 @@ def _cache_root() -> Path:
 
 
 class SuperNet(nn.Module):
-    """Shared modules by (position, op key); `path(arch)` is the network of `arch` made of them."""
+    """Shared modules by (position, op key); `path(arch)` is the network of `arch` made of them. A module's
+    initial weights come from its name and `seed` alone, so they do not depend on which paths were built
+    before it (an estimate through a module no training step used reads the same weights every time)."""
 
-    def __init__(self, space, num_classes: int):
+    def __init__(self, space, num_classes: int, seed: int = 0):
         super().__init__()
-        self.space, self.num_classes = space, num_classes
+        self.space, self.num_classes, self.seed = space, num_classes, int(seed)
         self.cells = nn.ModuleDict()
 
     @staticmethod
@@ -53,7 +56,9 @@ class SuperNet(nn.Module):
         for pos, op in enumerate(self.space.ops(arch, num_classes=self.num_classes)):
             name = self._name(pos, op.key)
             if name not in self.cells:
-                self.cells[name] = op.builder()
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()))
+                    self.cells[name] = op.builder()
                 new.append(self.cells[name])
             mods.append(self.cells[name])
         return nn.Sequential(*mods), new
@@ -72,8 +77,7 @@ class SupernetEstimator(Estimator):
             raise HwnasError("supernet needs steps >= 1, batch_size >= 1, lr > 0, bn_batches >= 0, "
                              f"validate >= 0, validate_steps >= 1 (got {steps}, {batch_size}, {lr}, {bn_batches}, "
                              f"{validate}, {validate_steps})")
-        from hwnas.search.spaces.mnasnet import MnasNetSpace
-        if not (isinstance(space, MnasNetSpace) or getattr(space, "ops_are_network", False)):
+        if not space.ops_are_network:
             raise HwnasError(f"the supernet estimator needs a space whose network is the sequence of its ops "
                              f"(the mnasnet family); {getattr(space, 'name', space)!r} is not")
         self.steps, self.batch_size, self.lr = int(steps), int(batch_size), float(lr)
@@ -87,7 +91,9 @@ class SupernetEstimator(Estimator):
 
     def options(self):
         # what the supernet's weights depend on (not the checkpoint's location, not the validation size)
-        return {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "bn_batches": self.bn_batches}
+        # (checkpoint_every too: the batch order is reseeded at every checkpoint, so the weights depend on it)
+        return {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "bn_batches": self.bn_batches,
+                "checkpoint_every": self.checkpoint_every}
 
     @property
     def split(self):
@@ -118,7 +124,7 @@ class SupernetEstimator(Estimator):
             state = load_tree(path, "supernet", what="supernet checkpoint")
             if state.get("config") != self.config_key():
                 state = None
-        net = SuperNet(self.space, self.split.num_classes)
+        net = SuperNet(self.space, self.split.num_classes, self.seed)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         step = 0
@@ -232,6 +238,9 @@ class SupernetEstimator(Estimator):
         return {"spearman": rho, "p_value": float(p) if np.isfinite(p) else None, "architectures": n,
                 "short_train_steps": steps, "supernet_steps": self.steps,
                 "pairs": [{"arch": list(a), "supernet": s, "short_train": t} for a, s, t in zip(archs, sup, alone)]}
+
+    def num_classes(self) -> int:
+        return self.split.num_classes
 
     def info(self) -> dict:
         """The supernet's checkpoint and (computed once, kept beside it) its Spearman report."""

@@ -37,6 +37,8 @@ class OpSpec:
 
 class Space(ABC):
     name: str = ""
+    # whether build(arch) is exactly its ops(arch) in sequence (the supernet estimator shares modules by op)
+    ops_are_network: bool = False
     input_size: int
     num_classes: int
 
@@ -88,6 +90,17 @@ class Space(ABC):
 
     def encode(self, archs: Sequence[Arch]) -> np.ndarray:
         return np.asarray([self.validate(a) for a in archs], dtype=np.int64).reshape(len(archs), len(self.decisions()))
+
+    # -- optional capabilities, declared here (None: the space has none; a strategy or predictor then
+    #    takes its general path)
+    def min_cost(self, op_costs) -> float | None:
+        """The cost of the cheapest network given a cost per op of all_ops() (exact, e.g. by dynamic
+        programming over independent blocks), or None where the space has no such structure."""
+        return None
+
+    def features(self, archs) -> np.ndarray | None:
+        """A numeric encoding of `archs` for accuracy predictors (one row each), or None (then encode())."""
+        return None
 
     def op_indices(self, archs: np.ndarray) -> np.ndarray:
         """[N, L] indices into all_ops() of each architecture's ops (-1 pads). Spaces override this with a

@@ -1,13 +1,13 @@
 """The Strategy interface and its registry."""
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.options import check_options
 from hwnas.registry import Registry
 
 STRATEGIES = Registry("search strategy", set_name=True)
@@ -21,12 +21,7 @@ def strategy_class(name: str) -> type["Strategy"]:
 
 def get_strategy(name: str, space, seed: int = 0, **options) -> "Strategy":
     cls = strategy_class(name)
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "seed")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise HwnasError(f"strategy {name!r} has no option {', '.join(unknown)}; its options: "
-                         f"{', '.join(allowed) or 'none'}")
-    return cls(space, seed=seed, **options)
+    return cls(space, seed=seed, **check_options("strategy", name, cls, options, skip=("self", "space", "seed")))
 
 
 def rng_state(rng: np.random.Generator) -> dict:
@@ -65,6 +60,10 @@ class Strategy(ABC):
 
     def _tell(self, arch: tuple[int, ...], reward: float) -> None:
         """Learn from one result (nothing to learn for random search)."""
+
+    def bind(self, latency=None, reward=None) -> None:
+        """Given the latency predictor and the reward before the first ask; strategies that rank candidates
+        by predicted reward (progressive) keep them, the others need neither."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "rng": rng_state(self.rng), "n_told": self.n_told}

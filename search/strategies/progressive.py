@@ -42,9 +42,9 @@ class AccuracyPredictor:
         self.space, self.members, self.hidden, self.epochs, self.seed = space, members, hidden, epochs, seed
         sizes = [len(d.choices) for d in space.decisions()]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.featurize = getattr(space, "features", None)
-        self.width = (self.featurize(np.zeros((1, len(sizes)), dtype=np.int64)).shape[1] if self.featurize
-                      else int(sum(sizes)))
+        probe = space.features(np.zeros((1, len(sizes)), dtype=np.int64))  # None: the space has no features
+        self.featurize = space.features if probe is not None else None
+        self.width = probe.shape[1] if probe is not None else int(sum(sizes))
         self.nets: list[nn.Module] = []
         self.mean, self.std = 0.0, 1.0
 

@@ -43,10 +43,11 @@ def test_proposals_on_a_local_ray_cluster(tmp_path):
     from hwnas.latency.devices import get_device
     from hwnas.models import create
     # mobilenet_v2 at 32x32: ~0.4 ms, ~0.06 ms at minimum width (lenet5 is all overhead: no room to prune).
-    # Measured as the run measures (the protocol), so that 0.9x is a real cut of what it starts from.
+    # Measured as the run measures (the protocol); 0.6x, so that a busy machine reading the start up to 1.6x slow
+    # still leaves a real cut (at 0.9x a CI run once met the budget at the start: 0 iterations, no proposals).
     net, dev = create("mobilenet_v2", num_classes=10).eval(), get_device("cpu")
     ms = dev.latency(net, (1, 3, 32, 32)).ms
-    r = hwnas("adapt", "mobilenet_v2", "--budget", f"{0.9 * ms:.4f}ms", "--device", "cpu", "--input-size", "32",
+    r = hwnas("adapt", "mobilenet_v2", "--budget", f"{0.6 * ms:.4f}ms", "--device", "cpu", "--input-size", "32",
               "--short-steps", "3", "--pretrain-steps", "20", "--long-epochs", "1", "--initial-step", "0.2",
               "--executor", "ray", "--out", str(out), "--json", str(tmp_path / "s.json"))
     assert r.returncode == 0, r.stderr

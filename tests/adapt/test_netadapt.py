@@ -129,14 +129,15 @@ def test_resume_after_sigkill_continues_from_last_iteration(tmp_path):
 
 
 def test_accuracy_floor_default_is_halfway_between_chance_and_the_start():
-    from hwnas.adapt.netadapt import _accuracy_floor
+    from hwnas.adapt.plan import accuracy_floor as _accuracy_floor
     assert _accuracy_floor(None, 0.9, 10) == pytest.approx(0.5)
     assert _accuracy_floor(None, 0.15, 10) == 0.0  # an untrained start (near chance) has nothing to protect
     assert _accuracy_floor(0.3, 0.9, 10) == 0.3
 
 
 def test_no_proposal_below_the_accuracy_floor_is_kept_the_step_is_halved(tmp_path, monkeypatch):
-    from hwnas.adapt.netadapt import MAX_HALVINGS, NetAdapt
+    from hwnas.adapt.netadapt import NetAdapt
+    from hwnas.adapt.plan import MAX_HALVINGS
     from hwnas.adapt.proposals import evaluate_proposal
     from hwnas.adapt.checkpoint import load_state
     batches = []

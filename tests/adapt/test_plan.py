@@ -5,7 +5,7 @@ import pytest
 
 from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups
-from hwnas.adapt.netadapt import _allowed_counts, plan_cuts
+from hwnas.adapt.plan import _allowed_counts, plan_cuts
 from hwnas.latency.devices import get_device
 from tests.latency.lut_helpers import fast_protocol
 from tinynet import TinyNet

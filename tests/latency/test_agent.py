@@ -16,6 +16,7 @@ import yaml
 
 from hwnas.errors import HwnasError
 from hwnas.latency.devices import Artifact, get_device
+from hwnas.latency.measure import Measurement
 from hwnas.models import create
 from tests.cli_helpers import assert_one_line_error, hwnas
 
@@ -165,9 +166,9 @@ def test_two_clients_are_serialized(agent, monkeypatch, lenet, remote_devices):
 
     def client(path):
         try:
-            dev = get_device("farbox", path)
-            m = dev.measure(art, warmup=5, runs=400)
-            results.append((m, dev.backend.last_response["agent"]))
+            # the agent's whole answer, with its queue and timing stamps beside the measurement
+            resp = get_device("farbox", path).backend._post(art, warmup=5, runs=400, adaptive=False, per_op=False)
+            results.append((Measurement.from_dict(resp["measurement"]), resp["agent"]))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 

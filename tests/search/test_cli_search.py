@@ -36,7 +36,7 @@ def test_search_end_to_end_on_cpu_with_digits_and_resume(tmp_path):
     pytest.importorskip("hwnas.search.spaces")
     pytest.importorskip("hwnas.data")
     from hwnas.latency.devices import get_device
-    from hwnas.search.run import load_predictor
+    from hwnas.search.api import load_predictor
     from hwnas.search.spaces import get_space
 
     db = tmp_path / "lut.db"

@@ -6,6 +6,7 @@ import torch
 
 from hwnas.errors import HwnasError
 from hwnas.search.estimators import CachedEstimator, get_estimator, list_estimators
+from hwnas.search.estimators.base import Estimator
 from hwnas.search.estimators.proxies import naswot_score, synflow_score
 
 try:
@@ -58,9 +59,12 @@ def test_cache_never_estimates_twice_and_survives_a_torn_line(tmp_path):
     space = ToySpace()
     calls = []
 
-    class Counting:
+    class Counting(Estimator):
         name = "counting"
         is_accuracy = True
+
+        def __init__(self):
+            super().__init__(space)
 
         def estimate(self, arch):
             calls.append(arch)

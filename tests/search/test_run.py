@@ -159,7 +159,7 @@ class _Optimistic(ToyPredictor):
 def test_a_hard_target_none_meets_widens_the_re_measured_set_then_says_so_plainly(tmp_path):
     from hwnas.latency.devices import get_device
     from hwnas.latency.protocol import NETWORK
-    from hwnas.search.run import WIDEN
+    from hwnas.search.results import WIDEN
     space, logs = ToySpace(), []
     est = CachedEstimator(get_estimator("naswot", space, seed=0, calibration=6, batch_size=8), tmp_path / "c.jsonl")
     run = SearchRun(tmp_path / "run", space, _Optimistic(space), get_strategy("random", space, seed=0), est,
