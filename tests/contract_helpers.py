@@ -57,3 +57,20 @@ def bad_values(registry_names, cls_of) -> list:
         out += [pytest.param(name, opt, v, id=f"{name}-{opt}-{v}") for v in values]
     return out
 
+
+def coverage(names, keys, make):
+    """Which registered entries `make(name, key)` builds on which contract spaces (a refusal is an HwnasError):
+    (served pairs, refused pairs) as pytest params, and each entry's first space served."""
+    def serves(name, key) -> bool:
+        try:
+            make(name, key)
+            return True
+        except HwnasError:
+            return False
+
+    ok = {(n, k): serves(n, k) for n in names for k in keys}
+    served = [pytest.param(n, k, id=f"{n}-{k}") for (n, k), yes in ok.items() if yes]
+    refused = [pytest.param(n, k, id=f"{n}-{k}") for (n, k), yes in ok.items() if not yes]
+    first = {n: next(k for k in keys if ok[n, k]) for n in names if any(ok[n, k] for k in keys)}
+    return served, refused, first
+

@@ -81,6 +81,11 @@ def test_unknown_device_lists_known():
     ("mine:\n  threads: 2\n", r"device 'mine': field 'backend' is missing"),
     ("mine:\n  backend: onnxruntime\n  thread: 2\n", r"device 'mine': field 'thread'"),
     ("- a\n- b\n", r"expected a mapping"),
+    # phone threads and ports bounded
+    ("p:\n  backend: adb\n  threads: -1\n", r"device 'p': field 'threads': .*greater than or equal to 1"),
+    ("p:\n  backend: adb\n  threads: 100000\n", r"device 'p': field 'threads': .*less than or equal to 256"),
+    ("r:\n  backend: remote\n  host: box\n  port: 99999\n", r"device 'r': field 'port': .*less than or equal to 65535"),
+    ("r:\n  backend: remote\n  host: box\n  port: 0\n", r"device 'r': field 'port': .*greater than or equal to 1"),
 ])
 def test_malformed_devices_file_names_file_device_field(tmp_path, body, match):
     f = tmp_path / "my-devices.yaml"
@@ -114,19 +119,6 @@ def test_a_threads_override_is_checked_like_the_devices_file():
         with_threads(get_device("cpu"), 100000)
     with pytest.raises(HwnasError, match=r"device 'pixel': field 'threads': .*less than or equal to 256"):
         with_threads(get_device("pixel"), 100000)
-
-
-@pytest.mark.parametrize("body,match", [
-    ("p:\n  backend: adb\n  threads: -1\n", r"device 'p': field 'threads': .*greater than or equal to 1"),
-    ("p:\n  backend: adb\n  threads: 100000\n", r"device 'p': field 'threads': .*less than or equal to 256"),
-    ("r:\n  backend: remote\n  host: box\n  port: 99999\n", r"device 'r': field 'port': .*less than or equal to 65535"),
-    ("r:\n  backend: remote\n  host: box\n  port: 0\n", r"device 'r': field 'port': .*greater than or equal to 1"),
-])
-def test_phone_threads_and_ports_are_bounded(tmp_path, body, match):
-    f = tmp_path / "my-devices.yaml"
-    f.write_text(body)
-    with pytest.raises(HwnasError, match=match):
-        get_device("cpu", devices_file=f)
 
 
 def test_a_binary_devices_file_is_one_clear_line(tmp_path):

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.errors import HwnasError
 from hwnas.search.estimators import estimator_class, get_estimator, list_estimators
 from hwnas.search.spaces import get_space
-from tests.contract_helpers import bad_values, is_count, is_real, keyword_options, one_line_error
+from tests.contract_helpers import bad_values, coverage, is_count, is_real, keyword_options, one_line_error
 from tests.search.toy_space import ToySpace
 
 SPACES = {"toy": ToySpace, "mnasnet-tiny": lambda: get_space("mnasnet-tiny")}  # the supernet needs op sequences
@@ -42,18 +41,7 @@ def make(name, key, checkpoint=None, seed=0, data=DATA, **over):
     return get_estimator(name, space(key), data=data, seed=seed, **opts)
 
 
-def serves(name, key) -> bool:
-    try:
-        make(name, key)
-        return True
-    except HwnasError:
-        return False
-
-
-SERVES = {(n, k): serves(n, k) for n in list_estimators() for k in SPACES}
-FIRST = {n: next(k for k in SPACES if SERVES[n, k]) for n in list_estimators()
-         if any(SERVES[n, k] for k in SPACES)}  # each estimator's first space served
-REFUSED = [pytest.param(n, k, id=f"{n}-{k}") for (n, k), ok in SERVES.items() if not ok]
+_, REFUSED, FIRST = coverage(list_estimators(), SPACES, make)  # FIRST: each estimator's first space served
 
 
 def archs(key, n=2):

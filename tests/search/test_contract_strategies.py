@@ -7,13 +7,12 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from hwnas.errors import HwnasError
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.search.reward import Reward
 from hwnas.search.spaces import get_space
 from hwnas.search.strategies import get_strategy, list_strategies, strategy_class
 from hwnas.tensorfile import load_tree, save_tree
-from tests.contract_helpers import bad_values, keyword_options, one_line_error
+from tests.contract_helpers import bad_values, coverage, keyword_options, one_line_error
 from tests.search.toy_space import ToyPredictor, ToySpace
 
 # small spaces: the toy one, the real mnasnet-tiny, and a small cell space (progressive grows cells only)
@@ -56,19 +55,7 @@ def make(name, key, seed=0):
     return strategy
 
 
-def serves(name, key) -> bool:
-    try:
-        make(name, key)
-        return True
-    except HwnasError:
-        return False
-
-
-SERVES = {(n, k): serves(n, k) for n in list_strategies() for k in SPACES}
-SERVED = [pytest.param(n, k, id=f"{n}-{k}") for (n, k), ok in SERVES.items() if ok]
-REFUSED = [pytest.param(n, k, id=f"{n}-{k}") for (n, k), ok in SERVES.items() if not ok]
-FIRST = {n: next(k for k in SPACES if SERVES[n, k]) for n in list_strategies()
-         if any(SERVES[n, k] for k in SPACES)}  # each strategy's first space, for the cheaper checks
+SERVED, REFUSED, FIRST = coverage(list_strategies(), SPACES, make)  # FIRST: each one's space for cheaper checks
 
 
 def score(key, arch) -> tuple[float, float, float]:
