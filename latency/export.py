@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas import cache
 from hwnas.errors import HwnasError
 from hwnas.rundir import atomic_path
 
@@ -33,13 +34,14 @@ class ExportResult:
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("HWNAS_CACHE", Path.home() / ".cache" / "hwnas")) / "artifacts"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The artifact cache (hwnas.cache: $HWNAS_CACHE/artifacts, bounded by $HWNAS_CACHE_MAX)."""
+    return cache.cache_dir("artifacts")
 
 
 def model_hash(model: torch.nn.Module, input_shape, extra: str = "") -> str:
-    """Identity of (architecture, weights, input shape): the same network is never converted twice."""
+    """Identity of (architecture, weights, input shape): the same network is never converted twice. The same
+    in every process for the same weights; a network built without a fixed seed has other weights in every
+    run (torch seeds itself at random), so build it under torch.manual_seed for its export to be reused."""
     h = hashlib.sha256()
     h.update(repr(model).encode())
     h.update(repr(tuple(input_shape)).encode())
@@ -120,11 +122,19 @@ def export_onnx(model: torch.nn.Module, input_shape, path: str | os.PathLike, *,
     return ExportResult(path, diff, dynamo, opset)
 
 
+def onnx_cache_path(model: torch.nn.Module, input_shape, *, dynamo: bool = False,
+                    opset: int = DEFAULT_OPSET) -> Path:
+    key = model_hash(model, input_shape, f"onnx-{dynamo}-{opset}")
+    return cache_dir() / f"{type(model).__name__.lower()}-{key}.onnx"
+
+
 def export_onnx_cached(model: torch.nn.Module, input_shape, *, dynamo: bool = False,
                        opset: int = DEFAULT_OPSET, check_parity: bool = True) -> ExportResult:
-    """Export into the artifact cache, keyed by model hash; a cached file is reused as it is."""
-    key = model_hash(model, input_shape, f"onnx-{dynamo}-{opset}")
-    path = cache_dir() / f"{type(model).__name__.lower()}-{key}.onnx"
-    if path.exists():
+    """Export into the artifact cache, keyed by model hash; a cached file is reused as it is (and marked used);
+    a new one may evict the least recently used others (hwnas.cache)."""
+    path = onnx_cache_path(model, input_shape, dynamo=dynamo, opset=opset)
+    if cache.touch(path):
         return ExportResult(path, None, dynamo, opset)
-    return export_onnx(model, input_shape, path, dynamo=dynamo, opset=opset, check_parity=check_parity)
+    res = export_onnx(model, input_shape, path, dynamo=dynamo, opset=opset, check_parity=check_parity)
+    cache.evict(keep=path)
+    return res

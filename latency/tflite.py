@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas import cache
 from hwnas.errors import HwnasError
 from hwnas.latency.export import cache_dir, model_hash
 from hwnas.rundir import atomic_path
@@ -74,9 +75,15 @@ def export_tflite(model: torch.nn.Module, input_shape, path: str | os.PathLike, 
         model.train(was_training)
 
 
+def tflite_cache_path(model: torch.nn.Module, input_shape) -> Path:
+    return cache_dir() / f"{type(model).__name__.lower()}-{model_hash(model, input_shape, 'tflite')}.tflite"
+
+
 def export_tflite_cached(model: torch.nn.Module, input_shape, *, check_parity: bool = True) -> Path:
-    key = model_hash(model, input_shape, "tflite")
-    path = cache_dir() / f"{type(model).__name__.lower()}-{key}.tflite"
-    if not path.exists():
+    """The .tflite of `model` from the artifact cache (marked used), exported on a miss (then the least recently
+    used others may be evicted, hwnas.cache)."""
+    path = tflite_cache_path(model, input_shape)
+    if not cache.touch(path):
         export_tflite(model, input_shape, path, check_parity=check_parity)
+        cache.evict(keep=path)
     return path

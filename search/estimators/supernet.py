@@ -9,7 +9,7 @@ op 1, ...; two architectures share the module at position i when their i-th ops 
 key. Modules are created when a path first uses them (and join the optimizer then).
 
 The trained supernet is saved (atomically, every `checkpoint_every` steps) under
-$HWNAS_CACHE/supernet/<config key>.safetensors (or `checkpoint`; tensors + JSON, no pickle): training resumes after a kill, and later searches
+<cache root>/supernet/<config key>.safetensors (hwnas.cache; or `checkpoint`; tensors + JSON, no pickle): training resumes after a kill, and later searches
 with the same settings reuse it. `info()` reports the Spearman rank correlation between supernet accuracy
 and stand-alone short-training accuracy on `validate` random architectures (0 turns it off), computed once
 and kept beside the checkpoint.
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import zlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from hwnas import cache
+from hwnas.cache import cache_dir
 from hwnas.errors import HwnasError
 from hwnas.rundir import atomic_write_json, read_json
 from hwnas.search.estimators.base import Estimator, register_estimator
@@ -33,7 +34,7 @@ from hwnas.tensorfile import load_tree, save_tree
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("HWNAS_CACHE", Path.home() / ".cache" / "hwnas")) / "supernet"
+    return cache_dir("supernet")
 
 
 class SuperNet(nn.Module):
@@ -122,6 +123,7 @@ class SupernetEstimator(Estimator):
         state = None
         if path.exists():
             state = load_tree(path, "supernet", what="supernet checkpoint")
+            cache.touch(path)  # a reused checkpoint is the last to be evicted
             if state.get("config") != self.config_key():
                 state = None
         net = SuperNet(self.space, self.split.num_classes, self.seed)
@@ -175,6 +177,7 @@ class SupernetEstimator(Estimator):
                 save_tree(path, {"config": self.config_key(), "step": step, "archs": archs,
                                  "weights": net.state_dict(), "opt": opt.state_dict(),
                                  "rng": rng.bit_generator.state}, "supernet")
+                cache.evict(keep=path)
                 # after a resume the batch order restarts from a seed of the step: deterministic per step
                 gen.manual_seed(self.seed * 7919 + step)
                 batches = self._batches(gen)
@@ -250,10 +253,12 @@ class SupernetEstimator(Estimator):
                 rp = self.checkpoint_path.with_suffix(f".spearman-{self.validate}x{self.validate_steps}.json")
                 if rp.exists():
                     self._report = read_json(rp, "supernet rank-correlation report")
+                    cache.touch(rp)
                 else:
                     self.supernet()
                     self._report = self.spearman()
                     rp.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_json(rp, self._report)  # a shared cache: another search may read it meanwhile
+                    cache.evict(keep=rp)
             out["rank_correlation"] = self._report
         return out
