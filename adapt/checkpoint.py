@@ -11,9 +11,6 @@ from pathlib import Path
 from hwnas.rundir import atomic_write_json, check_same_config, read_json
 
 STATE = "state.json"
-# recorded settings a resume may change: how many proposals run at once changes no result; the accuracy floor
-# may be lowered (or raised) when an iteration stopped because every proposal fell below it
-RESUMABLE = ("workers", "accuracy_floor")
 
 
 def load_state(out: Path) -> dict | None:
@@ -32,5 +29,6 @@ def save_state(out: Path, state: dict) -> None:
 
 
 def check_same_run(saved: dict, config: dict, out) -> None:
-    """Every recorded setting of the run must be the same on resume (except RESUMABLE)."""
-    check_same_config(saved, config, out, "NetAdapt settings", ignore=RESUMABLE)
+    """Every recorded setting of the run must be the same on resume (except the RESUMABLE ones)."""
+    from hwnas.adapt.config import RESUMABLE, saved_record
+    check_same_config(saved_record(saved), config, out, "NetAdapt settings", ignore=RESUMABLE)

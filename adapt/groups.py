@@ -3,7 +3,8 @@
 A group is everything that must lose the same channels together: a conv's filters, the BN after it,
 the next layers' input channels, and — through residual additions, depthwise convs, concatenations and
 SE blocks — every other layer coupled to them. Torch-Pruning traces those couplings; this module only
-names the groups (by their root conv), orders channels by L2 norm and reports which convs change shape.
+names the groups (by their root conv), orders their channels with an importance criterion
+(hwnas.adapt.importance: L2 by default) and reports which convs change shape.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from hwnas.adapt.importance import DEFAULT, get_importance
 from hwnas.errors import HwnasError
 
 
@@ -67,17 +69,9 @@ def _module(model: nn.Module, name: str) -> nn.Module:
         raise HwnasError(f"no layer {name!r} in {type(model).__name__}") from None
 
 
-def _full_group(graph, conv: nn.Conv2d):
-    return graph.get_pruning_group(conv, tp.prune_conv_out_channels, list(range(conv.out_channels)))
-
-
-def l2_order(graph: tp.DependencyGraph, conv: nn.Conv2d) -> list[int]:
-    """Channel indices of `conv`'s group, weakest first (L2 norm summed over every coupled layer)."""
-    group = _full_group(graph, conv)
-    imp = tp.importance.GroupMagnitudeImportance(p=2)(group)
-    if imp is None:  # no weights in the group (should not happen for a conv root)
-        imp = conv.weight.detach().flatten(1).norm(p=2, dim=1)
-    return torch.argsort(imp.detach(), stable=True).tolist()
+def channel_order(graph: tp.DependencyGraph, conv: nn.Conv2d, criterion: str = DEFAULT) -> list[int]:
+    """Channel indices of `conv`'s group, weakest first by `criterion` (a name of hwnas.adapt.importance)."""
+    return get_importance(criterion).order(graph, conv)
 
 
 def conv_changes(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove: int) -> list[ConvChange]:
@@ -104,14 +98,16 @@ def conv_changes(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remov
     return sorted(changes, key=lambda c: c.name)
 
 
-def prune_group(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove: int) -> None:
-    """Remove the `n_remove` weakest (L2) channels of group `root`, in place, keeping every coupling."""
+def prune_group(model: nn.Module, graph: tp.DependencyGraph, root: str, n_remove: int,
+                criterion: str = DEFAULT) -> None:
+    """Remove the `n_remove` weakest channels (by `criterion`) of group `root`, in place, keeping every coupling."""
+    importance = get_importance(criterion)
     conv = _module(model, root)
     if not 0 <= n_remove < conv.out_channels:
         raise HwnasError(f"cannot remove {n_remove} of {conv.out_channels} channels from {root}")
     if n_remove == 0:
         return
-    idxs = l2_order(graph, conv)[:n_remove]
+    idxs = importance.order(graph, conv)[:n_remove]
     group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs)
     if not graph.check_pruning_group(group):
         raise HwnasError(f"pruning {n_remove} channels from {root} would empty a layer")
@@ -127,15 +123,17 @@ def candidate_counts(channels: int, unit: int) -> list[int]:
     return list(range(first, unit - 1, -unit))
 
 
-def scale_width(model: nn.Module, input_shape, mult: float, unit: int = 8) -> nn.Module:
+def scale_width(model: nn.Module, input_shape, mult: float, unit: int = 8, criterion: str = DEFAULT) -> nn.Module:
     """Uniform width scaling of every prunable group (in place): channels → round(c·mult) to the unit,
-    at least `unit` (or the current count if smaller). `mult` near 0 gives the minimum-width network."""
+    at least `unit` (or the current count if smaller), the weakest by `criterion` going. `mult` near 0 gives
+    the minimum-width network."""
     if not 0 < mult <= 1:
         raise HwnasError(f"width multiplier must be in (0, 1], got {mult}")
+    get_importance(criterion)  # an unknown name fails before the model is traced
     graph = build_graph(model, input_shape)
     for root, channels in prunable_groups(model, graph).items():
         keep = max(unit, int(round(channels * mult / unit)) * unit) if channels > unit else channels
         keep = min(keep, channels)
         if keep < channels:
-            prune_group(model, graph, root, channels - keep)
+            prune_group(model, graph, root, channels - keep, criterion)
     return model

@@ -1,7 +1,7 @@
 """NetAdapt (Yang et al., 2018): shrink a trained network, one group of filters per iteration, until
 its latency measured on the device meets a budget.
 
-Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_fraction · latency(original) · decayⁱ.
+Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_step · latency(original) · decayⁱ.
 For every prunable group: the largest channel count (stepping down by `unit`, removing at most `max_cut` of
 the group) whose predicted latency meets the target (per-layer costs, anchored to the current measurement);
 when fewer than `min_proposals` groups can, Δ is halved (up to 6 times) so that the choice is a real one
@@ -13,18 +13,18 @@ fine-tune, export, re-measure (and iterate again if the measurement misses the b
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from hwnas.adapt import checkpoint as ckpt
 from hwnas.adapt.config import AdaptConfig
 from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
+from hwnas.adapt.importance import get_importance
 from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, pick, plan_cuts
 from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
 from hwnas.errors import HwnasError
+from hwnas.settings import SettingError
 from hwnas.rundir import RunLock, prepare_dir
 
 
@@ -90,10 +90,7 @@ class NetAdapt:
 
     # ------------------------------------------------------------------ setup
     def _config_record(self) -> dict:
-        c = asdict(self.cfg)
-        return {k: c[k] for k in ("model", "budget_ms", "device", "data", "input_size", "unit", "seed",
-                                  "short_steps", "long_epochs", "initial_fraction", "decay", "workers",
-                                  "min_proposals", "max_cut", "accuracy_floor")}
+        return self.cfg.record()
 
     def _start(self, device, split, shape) -> dict:
         cfg = self.cfg
@@ -139,11 +136,18 @@ class NetAdapt:
         # from above: a measurement inflated by a busy machine does not reset the target.
         cur_ms = min([state.get("current_ms") or last["measured_ms"]] + [r["measured_ms"] for r in state["trajectory"]])
         cur_acc = last["accuracy"]
-        delta = cfg.initial_fraction * state["original_ms"] * cfg.decay ** (i - 1)
+        delta = cfg.initial_step * state["original_ms"] * cfg.decay ** (i - 1)
         last_path = state["current"]
         model = self._load(last_path)
         graph = build_graph(model, shape)
         groups = prunable_groups(model, graph)
+        crit = get_importance(cfg.importance)
+        unranked = [g for g in groups if not crit.serves(graph, model.get_submodule(g))]
+        if unranked:
+            if i == 1:
+                _log(f"importance {cfg.importance} cannot rank {len(unranked)} of {len(groups)} groups "
+                     f"({', '.join(unranked[:3])}{', ...' if len(unranked) > 3 else ''}): they are not pruned")
+            groups = {g: c for g, c in groups.items() if g not in unranked}
         work = self.out / "proposals"
         work.mkdir(parents=True, exist_ok=True)
         floor = state.get("floor", 0.0)
@@ -154,7 +158,7 @@ class NetAdapt:
             proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
                                   str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
                                   cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
-                                  base=self.base, template=self.template)
+                                  base=self.base, template=self.template, criterion=cfg.importance)
                          for c in plan.cuts]
             _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
                  f"{cfg.short_steps} short-term steps each")
@@ -195,17 +199,7 @@ class NetAdapt:
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
         cfg = self.cfg
-        if not (cfg.budget_ms > 0 and math.isfinite(cfg.budget_ms)):
-            raise HwnasError(f"the budget must be a positive latency, got {cfg.budget_ms}")
-        for name in ("short_steps", "long_epochs", "pretrain_steps"):
-            if getattr(cfg, name) < 0:
-                raise HwnasError(f"{name.replace('_', '-')} must be >= 0")
-        if not (0 < cfg.initial_fraction < 1 and 0 < cfg.decay <= 1 and cfg.unit >= 1):
-            raise HwnasError("initial fraction must be in (0, 1), decay in (0, 1], unit >= 1")
-        if not (0 < cfg.max_cut <= 1 and cfg.min_proposals >= 1):
-            raise HwnasError("max cut must be in (0, 1], min proposals >= 1")
-        if cfg.accuracy_floor is not None and not 0 <= cfg.accuracy_floor < 1:
-            raise HwnasError(f"the accuracy floor is a top-1 in [0, 1), got {cfg.accuracy_floor}")
+        cfg.check()
         if cfg.weights:
             # read (never unpickled: a state dict of tensors only) before any measuring or training
             from hwnas.tensorfile import load_state_dict_file
@@ -219,8 +213,8 @@ class NetAdapt:
         cfg = self.cfg
         state = ckpt.load_state(self.out)
         if state is not None and not cfg.resume:
-            raise HwnasError(f"{self.out} already holds a NetAdapt run; pass --resume to continue it or choose "
-                             f"another --out")
+            raise SettingError(f"{self.out} already holds a NetAdapt run; pass {{}} to continue it or choose "
+                               f"another {{}}", "resume", "out")
         if state is not None:
             ckpt.check_same_run(state, self._config_record(), self.out)
             if cfg.accuracy_floor is not None and cfg.accuracy_floor != state.get("floor"):
@@ -237,7 +231,7 @@ class NetAdapt:
             ckpt.save_state(self.out, state)
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
-        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), shape, db=cfg.layer_db)
+        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), shape, db=cfg.db)
         executor = None
         if cfg.executor != "local" or cfg.ray_address:
             from hwnas.executor import get_executor

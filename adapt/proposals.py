@@ -1,8 +1,9 @@
 """NetAdapt proposals: one per prunable group, evaluated independently (in a process pool when asked).
 
 A proposal = (the current network, one group, how many channels to remove). Evaluating it prunes the
-weakest-L2 channels of that group, fine-tunes briefly (short-term), measures validation accuracy and
-writes the fine-tuned network to a file; the parent keeps the best one and deletes the rest.
+weakest channels of that group (by its importance criterion, hwnas.adapt.importance: L2 by default),
+fine-tunes briefly (short-term), measures validation accuracy and writes the fine-tuned network to a file;
+the parent keeps the best one and deletes the rest.
 A worker that dies (segfault, OOM kill) surfaces as an HwnasError naming the proposal — never a hang.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from hwnas.errors import HwnasError
+from hwnas.settings import SettingError
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Proposal:
     threads: int = 0
     base: dict | None = None   # the zoo network the files are pruned from (modelfile.zoo_base)
     template: object = None    # or the unpruned module itself (a network handed in from Python)
+    criterion: str = "l2"      # which channels go first (a name of hwnas.adapt.importance)
 
 
 @dataclass
@@ -87,7 +89,7 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
         torch.set_num_threads(p.threads)
     model = load_model(p.model_in, p.template)
     graph = build_graph(model, p.input_shape)
-    prune_group(model, graph, p.group, p.channels - p.new_channels)
+    prune_group(model, graph, p.group, p.channels - p.new_channels, p.criterion)
     acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}")
     save_model(model, p.model_out, p.base)
     return ProposalResult(p.group, p.channels, p.new_channels, p.predicted_ms, float(acc), p.model_out)
@@ -100,7 +102,7 @@ class ProposalPool:
 
     def __init__(self, workers: int = 1, fn=evaluate_proposal, executor=None, retries: int = 1):
         if workers < 1:
-            raise HwnasError(f"--workers must be >= 1, got {workers}")
+            raise SettingError(f"{{}} must be >= 1, got {workers}", "workers")
         self.workers, self.fn, self.retries = workers, fn, retries
         self._given = executor
         self._own = None

@@ -45,7 +45,7 @@ def run_one(name: str, args) -> dict:
     t0 = time.time()
     cfg = AdaptConfig(name, budget_ms=budget, device=args.device, data=args.data, input_size=args.input_size,
                       out=str(out), short_steps=args.short_steps, long_epochs=args.long_epochs,
-                      pretrain_steps=args.pretrain_steps, workers=args.workers, initial_fraction=args.initial_step,
+                      pretrain_steps=args.pretrain_steps, workers=args.workers, initial_step=args.initial_step,
                       min_proposals=args.min_proposals, max_cut=args.max_cut, batch_size=args.batch_size,
                       resume=args.resume)
     s = adapt(cfg)

@@ -22,7 +22,11 @@ COMMANDS = {
     "adapt": ("adapt", "NetAdapt: prune a network until a latency budget is met."),
     "agent": ("agent", "Serve this machine's devices to remote hwnas clients."),
     "demo": ("demo", "A short tour on the default device with the shipped digits data."),
+    "cache": ("cache", "See and clear the caches (exports, supernets) and their size bound."),
 }
+
+
+_resolved: list = []
 
 
 class LazyGroup(click.Group):
@@ -34,6 +38,7 @@ class LazyGroup(click.Group):
         if name not in self.list_commands(ctx):
             return None
         module = importlib.import_module(f"hwnas.commands.{COMMANDS[name][0]}")
+        _resolved[:] = [module.command]  # a SettingError from it is shown with this command's flags
         return module.command
 
     def format_commands(self, ctx, formatter):
@@ -78,6 +83,9 @@ def main(argv=None) -> int:
     except HwnasError as e:
         if debug:
             raise
+        from hwnas.settings import SettingError, flag_namer
+        if isinstance(e, SettingError) and _resolved:
+            return _error(e.named(flag_namer(_resolved[0])), e.exit_code)
         return _error(str(e), e.exit_code)
     except Exception as e:  # an unexpected failure: still one line, the traceback behind --debug
         if debug:

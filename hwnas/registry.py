@@ -44,3 +44,14 @@ class Registry:
         except KeyError:
             known = ", ".join(self.names()) or "none"
             raise HwnasError(f"unknown {self.kind} {name!r}; choose one of: {known}{hint}") from None
+
+
+def import_modules(package: str, path) -> list[str]:
+    """Import every module of a package (`package`, its `__path__`): the registrations in them run, so a new
+    entry is one new file with its `@register...` decorator — no list to extend. Returns the module names."""
+    import importlib
+    import pkgutil
+    names = sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

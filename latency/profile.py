@@ -3,6 +3,7 @@ per-op times. The result is the JSON `hwnas profile --json` writes (and the remo
 from __future__ import annotations
 
 from hwnas.errors import HwnasError
+from hwnas.settings import SettingError
 from hwnas.latency.devices import Device, get_device
 
 
@@ -11,7 +12,7 @@ def with_threads(device: Device, threads: int | None) -> Device:
     if threads is None:
         return device
     if threads < 0:
-        raise HwnasError("--threads must be >= 0 (0 = every core)")
+        raise SettingError("{} must be >= 0 (0 = every core)", "threads")
     if "threads" not in type(device.entry.options).model_fields:
         raise HwnasError(f"device {device.name!r} (backend {device.entry.backend}) has no thread setting")
     entry = type(device.entry)(device.entry.name, device.entry.backend,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.settings import SettingError
 from hwnas.latency.lut.build import NETWORK_PROTOCOL, fit_archs, time_networks
 from hwnas.latency.lut.store import LutStore, space_id
 from hwnas.latency.predict import LatencyPredictor, build_command, describe_correction
@@ -52,7 +53,7 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
              protocol: Protocol = NETWORK_PROTOCOL, png: str | os.PathLike | None = None,
              store: LutStore | None = None, show_progress: bool = True) -> dict:
     if samples < 1:
-        raise HwnasError("--samples must be at least 1")
+        raise SettingError("{} must be at least 1", "samples")
     protocol.check()
     if isinstance(device, str):
         from hwnas.latency.devices import get_device

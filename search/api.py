@@ -2,12 +2,11 @@
 up in their registries and assembled into a SearchRun (search/run.py)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 from hwnas.errors import HwnasError
-from hwnas.search.reward import Reward
+from hwnas.search.config import SearchConfig
 from hwnas.search.run import CACHE, SearchRun
 from hwnas.search.results import SearchResult
 
@@ -37,64 +36,52 @@ def _progress_factory(description: str):
     return lambda total, done: progress(total, description, completed=done)
 
 
-def search(*, target, device: str = "cpu", space: str = "mnasnet", strategy: str = "evolution",
-           samples: int = 200, w: float | None = None, hard: bool = False, alpha: float | None = None,
-           beta: float | None = None, data: str | None = "digits", estimator: str = "naswot",
-           estimator_options: dict | None = None, strategy_options: dict | None = None,
-           out: str | os.PathLike = "runs/search", resume: bool = False, seed: int = 0, top_k: int = 5,
-           db: str | os.PathLike | None = None, devices_file=None, protocol=None,
-           build_lut: bool = True, log: Callable[[str], None] = _quiet, show_progress: bool = True,
-           executor=None, ray_address: str | None = None) -> SearchResult:
-    """Platform-aware search by names, as `hwnas search` does. `target` is "20ms"/"0.02s"/20.0 (ms).
-    Reward: soft with exponent `w` (default -0.07), `hard=True` (alpha=0, beta=-1), or explicit alpha/beta.
-    `executor`: None (this process), "local", "ray" (with `ray_address`) or an hwnas.executor.Executor: the
-    accuracy estimates of each batch of samples run there in parallel."""
+def search(config: SearchConfig | None = None, *, protocol=None, log: Callable[[str], None] = _quiet,
+           show_progress: bool = True, **settings) -> SearchResult:
+    """Platform-aware search by names, as `hwnas search` does: `search(SearchConfig(target="20ms", ...))` or
+    `search(target="20ms", samples=50, ...)` with the settings of SearchConfig (search/config.py). The target is
+    "20ms"/"0.02s"/20.0 (ms). Reward: soft with exponent `w` (default -0.07), `hard=True` (alpha=0, beta=-1), or
+    explicit alpha/beta. `executor`: "local" (this process, the default), "ray" (with `ray_address`) or an
+    hwnas.executor.Executor: the accuracy estimates of each batch of samples run there in parallel."""
     from hwnas.search.estimators import CachedEstimator, estimator_class, get_estimator
     from hwnas.search.strategies import get_strategy, strategy_class
-    from hwnas.units import parse_latency_ms
+    from hwnas.settings import from_settings
 
-    target_ms = parse_latency_ms(target)
-    if hard and (w is not None or alpha is not None or beta is not None):
-        raise HwnasError("--hard sets alpha=0, beta=-1: do not combine it with --w, --alpha or --beta")
-    if w is not None and (alpha is not None or beta is not None):
-        raise HwnasError("give either --w (soft reward) or --alpha/--beta, not both")
-    if hard:
-        reward = Reward.hard(target_ms)
-    elif alpha is not None or beta is not None:
-        reward = Reward(target_ms, -0.07 if alpha is None else alpha, -0.07 if beta is None else beta)
-    else:
-        reward = Reward.soft(target_ms, -0.07 if w is None else w)
-    strategy_class(strategy)  # unknown names fail before anything slow happens
-    estimator_class(estimator)
+    if config is None:
+        config = from_settings(SearchConfig, settings, "search")
+    elif settings:
+        raise HwnasError(f"give search() a config or settings, not both (got {', '.join(sorted(settings))})")
+    c = config
+    reward = c.reward()
+    strategy_class(c.strategy)  # unknown names fail before anything slow happens
+    estimator_class(c.estimator)
     from hwnas.latency.devices import get_device
     from hwnas.search.spaces import get_space
-    space_obj = get_space(space)
-    out = Path(out)
-    est_opts = dict(estimator_options or {})
-    strat_opts = dict(strategy_options or {})
+    space_obj = get_space(c.space)
+    out = Path(c.out)
     # strategy and estimator first: a wrong option or a space they cannot serve fails before the table is built
-    strat = get_strategy(strategy, space_obj, seed=seed, **strat_opts)
-    est = get_estimator(estimator, space_obj, data=data, seed=seed, **est_opts)
-    dev = get_device(device, devices_file)
+    strat = get_strategy(c.strategy, space_obj, seed=c.seed, **c.strategy_options)
+    est = get_estimator(c.estimator, space_obj, data=c.data, seed=c.seed, **c.estimator_options)
+    dev = get_device(c.device, c.devices_file)
     dev.check()
-    predictor = load_predictor(space_obj, dev, db, build_missing=build_lut, log=log)
-    config = {"device": device, "fingerprint": dev.fingerprint_key(), "space": space, "target_ms": target_ms,
-              "reward": reward.to_dict(), "strategy": strategy, "strategy_options": strat_opts,
-              "estimator": estimator, "estimator_options": est_opts, "data": data, "seed": seed,
-              "samples": samples, "top_k": top_k}
+    predictor = load_predictor(space_obj, dev, c.db, build_missing=c.build, log=log)
+    recorded = {**c.record(), "fingerprint": dev.fingerprint_key()}
     cached = CachedEstimator(est, out / CACHE)
-    owned = isinstance(executor, str)
+    executor = c.executor
+    owned = isinstance(executor, str) and (executor != "local" or c.ray_address is not None)
+    if isinstance(executor, str) and not owned:
+        executor = None  # "local" without a cluster: this process
     if owned:
         from hwnas.executor import get_executor
-        executor = get_executor(executor, address=ray_address)
+        executor = get_executor(executor, address=c.ray_address)
     try:
-        run = SearchRun(out, space_obj, predictor, strat, cached, reward, samples, device=dev, top_k=top_k,
-                        config=config, resume=resume, protocol=protocol, log=log,
-                        progress=_progress_factory(f"search {strategy}") if show_progress else None,
+        run = SearchRun(out, space_obj, predictor, strat, cached, reward, c.samples, device=dev, top_k=c.top_k,
+                        config=recorded, resume=c.resume, protocol=protocol, log=log,
+                        progress=_progress_factory(f"search {c.strategy}") if show_progress else None,
                         executor=executor)
-        log(f"search: space {space}, device {device}, target {target_ms:g} ms ({reward.mode} reward, "
-            f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {strategy}, {samples} samples, "
-            f"estimator {estimator} -> {out}"
+        log(f"search: space {c.space}, device {c.device}, target {c.target_ms:g} ms ({reward.mode} reward, "
+            f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {c.strategy}, {c.samples} samples, "
+            f"estimator {c.estimator} -> {out}"
             + (f", estimates on {executor.name} ({executor.capacity} at a time)" if executor is not None else ""))
         return run.run()
     finally:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from hwnas.errors import HwnasError
+from hwnas.settings import SettingError
 from hwnas.rundir import (RunLock, append_jsonl, atomic_write_bytes, atomic_write_json, check_same_config,
                           prepare_dir, read_json, read_jsonl)
 from hwnas.search.results import Results, SearchResult
@@ -99,8 +100,8 @@ class SearchRun(Results):
         cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
         has_samples = samples_path.exists() and samples_path.stat().st_size > 0
         if has_samples and not self.resume:
-            raise HwnasError(f"{self.out} already holds a search ({SAMPLES}); pass --resume to continue it "
-                             f"or choose another --out")
+            raise SettingError(f"{self.out} already holds a search ({SAMPLES}); pass {{}} to continue it "
+                               f"or choose another {{}}", "resume", "out")
         if self.resume and cfg_path.exists():
             check_same_config(read_json(cfg_path, "search config"), self.config, self.out, "search settings",
                               ignore=RESUMABLE)

@@ -35,7 +35,9 @@ from hwnas.latency.verdict import against_target, noise_pct
 from hwnas.search.pareto import hypervolume, pareto_front, plot_pareto
 from hwnas.search.reward import Reward
 from hwnas.rundir import RunLock, append_jsonl, atomic_write_json, check_same_config, prepare_dir, read_json, read_jsonl
+from hwnas.search.config import ScaleConfig
 from hwnas.search.run import CONFIG, SAMPLES, read_samples
+from hwnas.settings import SettingError
 
 PHI_FILE = "phi.jsonl"
 MIN_RESOLUTION = 16
@@ -153,37 +155,24 @@ def find_phi(latency_of: Callable[[float], float], target_ms: float, phi_min: fl
 class CompoundScaling:
     """Compound scaling of a model of the zoo that takes `width_mult` and `depth_mult` (EfficientNet)."""
 
-    def __init__(self, out, device, base: str = "efficientnet_b0", target_ms: float = 20.0, data="digits",
-                 resolution: int = 32, steps: int = 200, final_steps: int | None = None, batch_size: int = 32,
-                 lr: float = 0.05, grid: list[tuple[float, float, float]] | None = None, phi_min: float = -4.0,
-                 phi_max: float = 8.0, bisect_steps: int = 4, protocol=None, seed: int = 0,
-                 resume: bool = False, config: dict | None = None, log: Callable[[str], None] = _quiet):
+    def __init__(self, config: ScaleConfig, device, *, protocol=None, log: Callable[[str], None] = _quiet):
         from hwnas.models import get_info
-        info = get_info(base)  # an unknown name is a HwnasError listing the zoo
+        c = self.cfg = config
+        info = get_info(c.base)  # an unknown name is a HwnasError listing the zoo
         if info.family != "efficientnet":
-            raise HwnasError(f"model {base!r} cannot be compound-scaled (it needs width and depth multipliers; "
-                             f"use an EfficientNet, e.g. efficientnet_b0)")
-        if resolution < MIN_RESOLUTION:
-            raise HwnasError(f"the base resolution must be at least {MIN_RESOLUTION} px, got {resolution}")
-        if steps < 1 or batch_size < 1 or lr <= 0:
-            raise HwnasError(f"scaling needs steps >= 1, batch size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})")
-        if final_steps is not None and final_steps < 0:
-            raise HwnasError(f"final steps must be >= 0, got {final_steps}")
-        self.out, self.device, self.base = Path(out), device, base
-        self.reward = Reward.soft(target_ms)
-        self.target_ms = float(target_ms)
-        self.data, self.resolution, self.steps = data, int(resolution), int(steps)
-        self.final_steps = self.steps if final_steps is None else int(final_steps)
-        self.batch_size, self.lr, self.seed = int(batch_size), float(lr), int(seed)
-        self.grid = list(grid) if grid is not None else compound_grid(max_candidates=5)
-        self.phi_min, self.phi_max, self.bisect_steps = float(phi_min), float(phi_max), int(bisect_steps)
+            raise SettingError(f"model {c.base!r} cannot be compound-scaled (it needs width and depth multipliers; "
+                               f"use an EfficientNet, e.g. efficientnet_b0, as {{}})", "base")
+        self.out, self.device, self.base = Path(c.out), device, c.base
+        self.reward = Reward.soft(c.target_ms)
+        self.target_ms = c.target_ms
+        self.data, self.resolution, self.steps, self.final_steps = c.data, c.resolution, c.steps, c.final_steps
+        self.batch_size, self.lr, self.seed = c.batch_size, float(c.lr), c.seed
+        self.grid = c.grid
+        self.phi_min, self.phi_max, self.bisect_steps = float(c.phi_min), float(c.phi_max), c.bisect_steps
         from hwnas.latency.protocol import NETWORK
-        self.protocol, self.resume, self.log = protocol or NETWORK, resume, log
-        self.config = {"base": base, "device": getattr(device, "name", None), "target_ms": self.target_ms,
-                       "data": data, "resolution": self.resolution, "steps": self.steps,
-                       "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
-                       "grid": [list(g) for g in self.grid], "phi_range": [self.phi_min, self.phi_max],
-                       "protocol": self.protocol.to_dict(), **(config or {})}
+        protocol = protocol or (NETWORK.but(runs=c.runs) if c.runs else NETWORK)
+        self.protocol, self.resume, self.log = protocol, c.resume, log
+        self.config = {**c.record(), "device": getattr(device, "name", c.device), "protocol": protocol.to_dict()}
         if device is not None:
             self.config["fingerprint"] = device.fingerprint_key()
         self._splits: dict[int, object] = {}
@@ -224,8 +213,8 @@ class CompoundScaling:
     def _prepare_dir(self) -> list[dict]:
         cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
         if samples_path.exists() and samples_path.stat().st_size > 0 and not self.resume:
-            raise HwnasError(f"{self.out} already holds a scaling run ({SAMPLES}); pass --resume to continue "
-                             f"it or choose another --out")
+            raise SettingError(f"{self.out} already holds a scaling run ({SAMPLES}); pass {{}} to continue "
+                               f"it or choose another {{}}", "resume", "out")
         if self.resume and cfg_path.exists():
             check_same_config(read_json(cfg_path, "scaling config"), self.config, self.out, "scaling settings",
                               ignore=("resume",))
@@ -322,26 +311,19 @@ class CompoundScaling:
         return summary
 
 
-def scale(*, target, device: str = "cpu", base: str = "efficientnet_b0", data: str = "digits",
-          resolution: int = 32, steps: int = 200, final_steps: int | None = None, batch_size: int = 32,
-          lr: float = 0.05, grid_step: float = 0.1, tolerance: float = 0.05, max_candidates: int = 5,
-          phi_min: float = -4.0, phi_max: float = 8.0, bisect_steps: int = 4, runs: int | None = None,
-          out="runs/scale", resume: bool = False, seed: int = 0, devices_file=None,
-          log: Callable[[str], None] = _quiet) -> dict:
-    """Compound scaling by names, as `hwnas scale` does; returns the summary (also in out/summary.json).
-    `runs`: timed runs per round of the measurement protocol (default: the protocol's)."""
+def scale(config: ScaleConfig | None = None, *, log: Callable[[str], None] = _quiet, **settings) -> dict:
+    """Compound scaling by names, as `hwnas scale` does: `scale(ScaleConfig(target="20ms", ...))` or
+    `scale(target="20ms", steps=50, ...)` with the settings of ScaleConfig (search/config.py); returns the summary
+    (also in out/summary.json)."""
     from hwnas.latency.devices import get_device
-    from hwnas.latency.protocol import NETWORK
-    from hwnas.units import parse_latency_ms
-    target_ms = parse_latency_ms(target)
-    grid = compound_grid(step=grid_step, tolerance=tolerance, max_candidates=max_candidates)
-    dev = get_device(device, devices_file)
+    from hwnas.settings import from_settings
+    if config is None:
+        config = from_settings(ScaleConfig, settings, "scale")
+    elif settings:
+        raise HwnasError(f"give scale() a config or settings, not both (got {', '.join(sorted(settings))})")
+    c = config
+    dev = get_device(c.device, c.devices_file)
     dev.check()
-    log(f"scale: {base} on {device}, target {target_ms:g} ms, {len(grid)} grid candidates x {steps} steps "
-        f"at {resolution} px on {data} -> {out}")
-    runner = CompoundScaling(out, dev, base=base, target_ms=target_ms, data=data, resolution=resolution,
-                             steps=steps, final_steps=final_steps, batch_size=batch_size, lr=lr, grid=grid,
-                             phi_min=phi_min, phi_max=phi_max, bisect_steps=bisect_steps,
-                             protocol=NETWORK.but(runs=runs) if runs else NETWORK, seed=seed, resume=resume,
-                             log=log)
-    return runner.run()
+    log(f"scale: {c.base} on {c.device}, target {c.target_ms:g} ms, {len(c.grid)} grid candidates x {c.steps} steps "
+        f"at {c.resolution} px on {c.data} -> {c.out}")
+    return CompoundScaling(c, dev, log=log).run()

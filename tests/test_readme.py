@@ -18,6 +18,7 @@ def test_readme_has_python_examples():
 @pytest.mark.slow
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the examples write their run directories (runs/...) where they run
     from hwnas.latency.lut import build_lut
     from hwnas.search.spaces import get_space
     from tests.latency.lut_helpers import fast_build

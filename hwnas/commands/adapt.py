@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, executor_options, writable_file, write_json
+from hwnas.commands._common import count, db_option, devices_option, executor_options, writable_file, write_json
 
 
 @click.command("adapt")
 @click.argument("model")
-@click.option("--budget", required=True, help="Latency budget on the device, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--budget", "budget_ms", required=True, help="Latency budget on the device, e.g. 20ms, 0.02s, 20000us.")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--data", default="digits", show_default=True, help="digits, an ImageFolder DIR or a FILE.npz.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
                    "pickled module is refused. Without them the network is trained briefly first.")
 @click.option("--input-size", type=count("size", 8), default=32, show_default=True)
+@click.option("--importance", default="l2", show_default=True,
+              help="Which channels of a group are removed first: l2 | l1 (weight norms), bn-scale (|BN gamma|, "
+                   "Network Slimming) | random (a baseline).")
 @click.option("--short-steps", type=count("steps", 0), default=50, show_default=True,
               help="Short-term fine-tune steps per proposal.")
 @click.option("--long-epochs", type=count("epochs", 0), default=2, show_default=True,
@@ -42,32 +45,27 @@ from hwnas.commands._common import count, devices_option, executor_options, writ
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--runs", type=count("runs", 3), default=10, show_default=True,
               help="Timed runs per round of the measurement protocol (whole-network measurements).")
-@click.option("--out", default="netadapt-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Run directory (default runs/adapt-<model>-<device>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished iteration.")
+@db_option
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write the summary as JSON to a file, or - for stdout.")
 @devices_option
-def command(model, budget, device, data, weights, input_size, short_steps, long_epochs, pretrain_steps, workers,
-            executor, ray_address, initial_step, decay, unit, min_proposals, max_cut, accuracy_floor,
-            batch_size, lr, seed, runs, out, resume, json_out, devices_file):
+def command(json_out, **settings):
     """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
     from hwnas.adapt import AdaptConfig, adapt
     from hwnas.models import get_info
     from hwnas.units import parse_latency_ms
 
-    budget_ms = parse_latency_ms(budget)
-    get_info(model)  # unknown names fail here, before any work
-    cfg = AdaptConfig(model=model, budget_ms=budget_ms, device=device, data=data, weights=weights,
-                      input_size=input_size, out=out, short_steps=short_steps, long_epochs=long_epochs,
-                      pretrain_steps=pretrain_steps, workers=workers, executor=executor,
-                      ray_address=ray_address, initial_fraction=initial_step, decay=decay,
-                      unit=unit, min_proposals=min_proposals, max_cut=max_cut, accuracy_floor=accuracy_floor,
-                      batch_size=batch_size, lr=lr,
-                      seed=seed, runs=runs, devices_file=devices_file, resume=resume)
+    settings["budget_ms"] = parse_latency_ms(settings["budget_ms"])
+    get_info(settings["model"])  # unknown names fail here, before any work
+    cfg = AdaptConfig(**settings)
+    cfg.check()
     summary = adapt(cfg)
     if json_out:
         write_json(json_out, summary)
     if json_out != "-":
-        _print(summary, out)
+        _print(summary, cfg.out)
 
 
 def _print(s: dict, out: str) -> None:

@@ -29,23 +29,23 @@ from hwnas.progress import log as _log
               help="Grid candidates trained (an even spread of those meeting the constraint).")
 @click.option("--phi-min", type=float, default=-4.0, show_default=True)
 @click.option("--phi-max", type=float, default=8.0, show_default=True)
-@click.option("--runs", "measure_runs", type=count("runs"), default=None,
+@click.option("--bisect-steps", type=count("steps", 0), default=4, show_default=True,
+              help="Bisection steps between the last phi meeting the target and the first missing it.")
+@click.option("--runs", type=count("runs"), default=None,
               help="Timed runs per round of the measurement protocol (default: the protocol's, 10).")
 @click.option("--out", default=None, help="Run directory (default runs/scale-<base>-<device>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @devices_option
-def command(device, base, target, data, resolution, steps, final_steps, batch_size, lr, grid_step, tolerance,
-            max_candidates, phi_min, phi_max, measure_runs, out, resume, seed, devices_file):
+def command(**settings):
     """Compound-scale BASE: grid-search alpha, beta, gamma (alpha*beta^2*gamma^2 ~ 2) on the data, then pick
     the largest phi whose measured latency on DEVICE meets the target."""
+    from hwnas.search.config import ScaleConfig
     from hwnas.search.scaling import scale
 
-    out = out or f"runs/scale-{base}-{device}"
-    s = scale(target=target, device=device, base=base, data=data, resolution=resolution, steps=steps,
-              final_steps=final_steps, batch_size=batch_size, lr=lr, grid_step=grid_step, tolerance=tolerance,
-              max_candidates=max_candidates, phi_min=phi_min, phi_max=phi_max, runs=measure_runs,
-              out=out, resume=resume, seed=seed, devices_file=devices_file, log=_log)
+    cfg = ScaleConfig(**settings)
+    s = scale(cfg, log=_log)
+    out = cfg.out
     c = s["chosen"]
     g = s["grid_best"]
     click.echo(f"grid best: alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g} "

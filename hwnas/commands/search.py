@@ -18,7 +18,7 @@ from hwnas.progress import log as _log
 @click.option("--beta", type=float, default=None, help="Custom exponent over the target.")
 @click.option("--strategy", default="evolution", show_default=True,
               help="rl | ppo | evolution | random | progressive (PNAS; cell spaces nasnet, pnas).")
-@click.option("--strategy-option", "-S", "strategy_opts", multiple=True, metavar="KEY=VALUE",
+@click.option("--strategy-option", "-S", "strategy_options", multiple=True, metavar="KEY=VALUE",
               help="A strategy setting, repeatable: e.g. -S population=16 (evolution), -S beam=8 (progressive).")
 @click.option("--samples", type=count("samples"), default=200, show_default=True,
               help="Architectures to evaluate.")
@@ -28,7 +28,7 @@ from hwnas.progress import log as _log
               help="naswot | synflow (zero-cost proxies, ~0.1 s per network: a few hundred samples in a "
                    "minute or two) | short-train (real validation accuracy after --train-steps of training, "
                    "seconds per network).")
-@click.option("--estimator-option", "-E", "estimator_opts", multiple=True, metavar="KEY=VALUE",
+@click.option("--estimator-option", "-E", "estimator_options", multiple=True, metavar="KEY=VALUE",
               help="An estimator setting, repeatable: e.g. -E steps=200 -E validate=8 (supernet).")
 @click.option("--train-steps", type=count("steps"), default=None,
               help="Training steps per architecture for short-train (default 60).")
@@ -38,29 +38,23 @@ from hwnas.progress import log as _log
 @click.option("--top-k", type=count("top"), default=5, show_default=True,
               help="Best architectures re-measured on the device at the end.")
 @db_option
-@click.option("--no-build", is_flag=True, help="Fail instead of building a missing latency table.")
+@click.option("--build/--no-build", default=True, help="Build a missing latency table (--no-build: fail instead).")
 @executor_options("accuracy estimates (in parallel batches)")
 @devices_option
-def command(device, space, target, w, hard, alpha, beta, strategy, strategy_opts, samples, data, estimator,
-            estimator_opts, train_steps, out,
-            resume, seed, top_k, db, no_build, executor, ray_address, devices_file):
+def command(train_steps, **settings):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
-    from hwnas.errors import HwnasError
     from hwnas.search.api import search
+    from hwnas.search.config import SearchConfig
+    from hwnas.settings import SettingError
 
-    est_opts = parse_options(estimator_opts, "--estimator-option")
+    settings["strategy_options"] = parse_options(settings["strategy_options"], "--strategy-option")
+    settings["estimator_options"] = parse_options(settings["estimator_options"], "--estimator-option")
     if train_steps is not None:
-        if estimator != "short-train":
-            raise HwnasError("--train-steps applies to --estimator short-train only")
-        est_opts["steps"] = train_steps
-    out = out or f"runs/search-{space}-{device}-{strategy}"
-    res = search(target=target, device=device, space=space, strategy=strategy,
-                 strategy_options=parse_options(strategy_opts, "--strategy-option"), samples=samples, w=w,
-                 hard=hard, alpha=alpha, beta=beta, data=data,
-                 estimator=estimator, estimator_options=est_opts, out=out, resume=resume, seed=seed,
-                 top_k=top_k, db=db, devices_file=devices_file, build_lut=not no_build, log=_log,
-                 executor=None if executor == "local" and not ray_address else executor, ray_address=ray_address)
+        if settings["estimator"] != "short-train":
+            raise SettingError("--train-steps applies to {} short-train only", "estimator")
+        settings["estimator_options"]["steps"] = train_steps
+    res = search(SearchConfig(**settings), log=_log)
     _report(res)
 
 

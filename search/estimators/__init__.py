@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from hwnas.search.estimators.base import (CachedEstimator, Estimator, estimator_class, get_estimator,
                                           list_estimators, register_estimator)
-from hwnas.search.estimators import short_train as _short_train  # noqa: F401
-from hwnas.search.estimators import proxies as _proxies  # noqa: F401
-from hwnas.search.estimators import supernet as _supernet  # noqa: F401
+from hwnas.registry import import_modules
+
+import_modules(__name__, __path__)  # every module here registers its estimators: a new one is a new file
 
 __all__ = ["CachedEstimator", "Estimator", "estimator_class", "get_estimator", "list_estimators",
            "register_estimator"]

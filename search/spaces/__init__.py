@@ -13,7 +13,8 @@ def get_space(name: str, **kwargs) -> Space:
     return SPACES.get(name)(**kwargs)
 
 
-from hwnas.search.spaces import mnasnet  # noqa: E402,F401  (registers mnasnet, mnasnet-tiny)
-from hwnas.search.spaces import nasnet  # noqa: E402,F401  (registers nasnet, pnas)
+from hwnas.registry import import_modules  # noqa: E402
+
+import_modules(__name__, __path__)  # mnasnet, mnasnet-tiny, nasnet, pnas, and any new file here
 
 __all__ = ["Arch", "Decision", "OpSpec", "Space", "get_space", "list_spaces", "register_space"]

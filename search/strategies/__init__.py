@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from hwnas.search.strategies.base import (Strategy, get_strategy, list_strategies, register_strategy,
                                           strategy_class)
-from hwnas.search.strategies import random_search as _random  # noqa: F401  (registers "random")
-from hwnas.search.strategies import evolution as _evolution  # noqa: F401
-from hwnas.search.strategies import rl as _rl  # noqa: F401  (registers "rl" and "ppo")
-from hwnas.search.strategies import progressive as _progressive  # noqa: F401
+from hwnas.registry import import_modules
+
+import_modules(__name__, __path__)  # every module here registers its strategies: a new one is a new file
 
 __all__ = ["Strategy", "get_strategy", "list_strategies", "register_strategy", "strategy_class"]

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from hwnas.adapt.groups import (build_graph, candidate_counts, conv_changes, l2_order, prunable_groups,
+from hwnas.adapt.groups import (build_graph, candidate_counts, channel_order, conv_changes, prunable_groups,
                                 prune_group, scale_width)
 from hwnas.errors import HwnasError
 from tinynet import TinyNet
@@ -53,7 +53,7 @@ def test_prune_removes_weakest_l2_filters_and_network_still_runs():
     weak = [3, 17, 40, 99, 100, 101, 120, 127]
     w[weak] *= 1e-3
     g = build_graph(m, SHAPE)
-    assert sorted(l2_order(g, m.head[0])[:8]) == weak
+    assert sorted(channel_order(g, m.head[0])[:8]) == weak
     keep = [i for i in range(128) if i not in weak]
     before = w[keep].clone()
     prune_group(m, g, "head.0", 8)

@@ -26,7 +26,7 @@ WIDTH = 96
 
 def _cfg(tmp_path, budget, **kw):
     base = dict(out=str(tmp_path / "run"), short_steps=3, long_epochs=1, pretrain_steps=30, runs=15,
-                layer_db=str(tmp_path / "layers.db"), input_size=32)
+                db=str(tmp_path / "layers.db"), input_size=32)
     base.update(kw)
     return AdaptConfig("tinynet", budget_ms=budget, **base)
 
@@ -56,8 +56,13 @@ def test_unreachable_budget_reported_before_any_fine_tuning(tmp_path):
 @pytest.mark.slow
 def test_adapt_meets_measured_budget_and_writes_outputs(tmp_path):
     budget = _budget(0.5)
-    s = adapt(_cfg(tmp_path, budget), model=TinyNet(width=WIDTH))
+    # Network Slimming's criterion: TinyNet's SE squeeze conv has no BatchNorm, so that group is never cut
+    s = adapt(_cfg(tmp_path, budget, importance="bn-scale"), model=TinyNet(width=WIDTH))
     out = tmp_path / "run"
+    state = json.loads((out / "state.json").read_text())
+    assert state["importance"] == "bn-scale"
+    cut = [r.get("group") for r in state["trajectory"][1:]]
+    assert cut and "se.fc1" not in cut  # the SE squeeze conv (no BatchNorm in its group) is never ranked
     assert s["budget_met"] and s["adapted"]["measured_ms"] <= budget
     assert s["adapted"]["params"] < s["original"]["params"] and s["adapted"]["macs"] < s["original"]["macs"]
     for f in s["files"]:
@@ -73,10 +78,12 @@ def test_adapt_meets_measured_budget_and_writes_outputs(tmp_path):
     from hwnas.latency.devices import get_device
     dev = get_device("cpu")
     assert dev.latency(str(out / "adapted.onnx")).ms <= budget * 1.15
-    with pytest.raises(HwnasError, match="--resume"):
-        adapt(_cfg(tmp_path, budget), model=TinyNet(width=WIDTH))
+    with pytest.raises(HwnasError, match="pass resume to continue"):
+        adapt(_cfg(tmp_path, budget, importance="bn-scale"), model=TinyNet(width=WIDTH))
     with pytest.raises(HwnasError, match="cannot resume.*budget_ms"):
-        adapt(_cfg(tmp_path, budget * 0.9, resume=True), model=TinyNet(width=WIDTH))
+        adapt(_cfg(tmp_path, budget * 0.9, resume=True, importance="bn-scale"), model=TinyNet(width=WIDTH))
+    with pytest.raises(HwnasError, match="cannot resume.*importance"):
+        adapt(_cfg(tmp_path, budget, resume=True), model=TinyNet(width=WIDTH))
 
 
 SCRIPT = """
@@ -85,7 +92,7 @@ sys.path.insert(0, {here!r})
 from tinynet import TinyNet
 from hwnas.adapt import AdaptConfig, adapt
 cfg = AdaptConfig("tinynet", budget_ms={budget}, out={out!r}, short_steps=3, long_epochs=1, pretrain_steps=30,
-                  runs=15, layer_db={db!r}, initial_fraction=0.05, resume=len(sys.argv) > 1)
+                  runs=15, db={db!r}, initial_step=0.05, resume=len(sys.argv) > 1)
 adapt(cfg, model=TinyNet(width={width}))
 """
 

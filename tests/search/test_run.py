@@ -76,7 +76,7 @@ def test_unreachable_target_is_reported_before_searching(tmp_path):
 
 def test_existing_run_needs_resume_and_same_settings(tmp_path):
     _toy_run(tmp_path, n=4).run()
-    with pytest.raises(HwnasError, match="--resume"):
+    with pytest.raises(HwnasError, match="pass resume to continue"):
         _toy_run(tmp_path, n=4).run()
     with pytest.raises(HwnasError, match="settings changed"):
         _toy_run(tmp_path, strategy="random", n=6, resume=True).run()

@@ -6,6 +6,7 @@ import pytest
 
 from hwnas.errors import HwnasError
 from hwnas.latency.protocol import Protocol
+from hwnas.search.config import ScaleConfig
 from hwnas.search.scaling import CompoundScaling, Scaled, compound_grid, find_phi
 
 
@@ -59,7 +60,7 @@ def test_phi_search_unreachable_target():
 
 def test_non_efficientnet_base_is_refused():
     with pytest.raises(HwnasError, match="cannot be compound-scaled"):
-        CompoundScaling("/tmp/unused", None, base="mobilenet_v2")
+        CompoundScaling(ScaleConfig(target="20ms", base="mobilenet_v2", out="/tmp/unused"), None)
 
 
 @pytest.mark.slow
@@ -67,11 +68,14 @@ def test_scale_end_to_end_and_resume(tmp_path):
     from hwnas.latency.devices import get_device
     dev = get_device("cpu")
     grid = [(2.0, 1.0, 1.0), (1.0, 1.0, 1.4)]
-    kw = dict(base="efficientnet_b0", target_ms=1000.0, resolution=16, steps=2, final_steps=1, batch_size=16,
-              grid=grid, phi_min=-1.0, phi_max=1.0, bisect_steps=1,
-              protocol=Protocol(warmup=1, runs=3, min_rounds=2, max_rounds=3))
     out = tmp_path / "run"
-    r1 = CompoundScaling(out, dev, **kw)
+    kw = dict(base="efficientnet_b0", target=1000.0, resolution=16, steps=2, final_steps=1, batch_size=16,
+              grid=grid, phi_min=-1.0, phi_max=1.0, bisect_steps=1, out=str(out))
+    protocol = Protocol(warmup=1, runs=3, min_rounds=2, max_rounds=3)
+
+    def runner(**more):
+        return CompoundScaling(ScaleConfig(**{**kw, **more}), dev, protocol=protocol)
+    r1 = runner()
     summary = r1.run()
     assert r1.trained == 3  # two grid points and the final network
     for name in ("config.json", "samples.jsonl", "phi.jsonl", "grid.json", "pareto.json", "pareto.png",
@@ -90,14 +94,14 @@ def test_scale_end_to_end_and_resume(tmp_path):
     assert list(sess.get_inputs()[0].shape)[-1] == c["resolution"]
 
     # without --resume the directory is refused; with it, nothing of the grid is trained again
-    with pytest.raises(HwnasError, match="--resume"):
-        CompoundScaling(out, dev, **kw).run()
-    r2 = CompoundScaling(out, dev, resume=True, **kw)
+    with pytest.raises(HwnasError, match="pass resume to continue"):
+        runner().run()
+    r2 = runner(resume=True)
     again = r2.run()
     assert r2.trained == 1  # the final network only
     assert again["chosen"] == summary["chosen"]
     with pytest.raises(HwnasError, match="settings changed"):
-        CompoundScaling(out, dev, resume=True, **{**kw, "steps": 3}).run()
+        runner(resume=True, steps=3).run()
 
 
 def test_cli_bad_target_is_one_line_error(tmp_path):

@@ -1,0 +1,89 @@
+"""One config object per command: its fields are the command's option names, a bad value is named as the
+caller knows it (the flag in the CLI, the field in Python), and a run records the fields under those names."""
+from dataclasses import fields
+
+import pytest
+
+from hwnas.adapt.config import AdaptConfig, saved_record
+from hwnas.errors import HwnasError
+from hwnas.search.config import ScaleConfig, SearchConfig
+from hwnas.settings import SettingError, flag_namer
+from tests.cli_helpers import assert_one_line_error, hwnas
+
+# options a command has that are not settings of the library (they shape the command's own output or input)
+CLI_ONLY = {"search": {"train_steps"}, "scale": set(), "adapt": {"json_out"}}
+CONFIGS = {"search": SearchConfig, "scale": ScaleConfig, "adapt": AdaptConfig}
+
+
+def _command(name):
+    import importlib
+    return importlib.import_module(f"hwnas.commands.{name}").command
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_option_is_a_setting_of_the_same_name(name):
+    params = {p.name for p in _command(name).params} - {"help"} - CLI_ONLY[name]
+    settings = {f.name for f in fields(CONFIGS[name])}
+    assert params <= settings, f"options without a setting of their name: {sorted(params - settings)}"
+    # settings without an option are the Python API's alone (objects, or the explicit grid)
+    api_only = {"search": set(), "scale": {"grid"}, "adapt": {"pretrain_lr", "max_iterations"}}[name]
+    assert settings - params == api_only
+
+
+def test_a_bad_setting_names_the_field_in_python_and_the_flag_in_the_cli():
+    with pytest.raises(SettingError) as e:
+        SearchConfig(target="5ms", hard=True, w=-0.1)
+    assert str(e.value).startswith("hard sets alpha=0, beta=-1: do not combine it with w, alpha or beta")
+    assert e.value.named(flag_namer(_command("search"))).startswith("--hard sets alpha=0, beta=-1: do not "
+                                                                      "combine it with --w, --alpha or --beta")
+    with pytest.raises(SettingError, match="^initial_step must be in"):
+        AdaptConfig("tinynet", budget_ms=1.0, initial_step=1.5).check()
+    with pytest.raises(SettingError, match="^budget_ms must be a positive latency"):
+        AdaptConfig("tinynet", budget_ms=-1.0).check()
+    with pytest.raises(SettingError, match="^phi_min must be below phi_max"):
+        ScaleConfig(target=5.0, phi_min=3.0, phi_max=1.0)
+
+
+def test_flag_namer_spells_options_arguments_and_negated_flags():
+    name_of = flag_namer(_command("search"))
+    assert name_of("top_k") == "--top-k"
+    assert name_of("strategy_options") == "--strategy-option"
+    assert name_of("build") == "--no-build"
+    assert name_of("devices_file") == "--devices"
+    assert name_of("target_ms") == "target_ms"  # not an option: left as it is
+    adapt = flag_namer(_command("adapt"))
+    assert adapt("model") == "MODEL" and adapt("budget_ms") == "--budget" and adapt("initial_step") == "--initial-step"
+
+
+def test_the_cli_shows_flags(tmp_path):
+    r = hwnas("search", "--target", "5ms", "--hard", "--w", "0.1", "--out", str(tmp_path / "s"), timeout=300)
+    assert_one_line_error(r, "--hard sets alpha=0, beta=-1: do not combine it with --w, --alpha or --beta")
+    assert not (tmp_path / "s").exists()
+    r = hwnas("adapt", "mobilenet_v2", "--budget", "1ms", "--importance", "nope", "--out", str(tmp_path / "a"),
+              timeout=300)
+    assert_one_line_error(r, "nope")
+    assert not (tmp_path / "a").exists()
+
+
+def test_unknown_settings_in_python_are_refused_not_dropped():
+    from hwnas.search.api import search
+    with pytest.raises(HwnasError, match="search has no setting sampels"):
+        search(target="5ms", sampels=3)
+    with pytest.raises(HwnasError, match="not both"):
+        search(SearchConfig(target="5ms"), samples=3)
+
+
+def test_records_use_the_field_names_and_leave_out_where_output_goes():
+    rec = SearchConfig(target="20ms", samples=7, out="/tmp/x", db="/tmp/y.db").record()
+    assert rec["target_ms"] == 20.0 and rec["samples"] == 7 and rec["reward"]["mode"] == "soft"
+    assert not {"out", "db", "resume", "executor"} & set(rec)
+    a = AdaptConfig("tinynet", budget_ms=2.0, lr=0.02).record()
+    assert a["lr"] == 0.02 and a["importance"] == "l2" and "out" not in a
+    assert AdaptConfig("tinynet", budget_ms=2.0).out == "runs/adapt-tinynet-cpu"
+
+
+def test_a_run_recorded_by_an_earlier_version_reads_under_todays_names():
+    old = {"model": "tinynet", "budget_ms": 2.0, "initial_fraction": 0.05, "decay": 0.9, "phase": "iterate"}
+    now = saved_record(old)
+    assert now["initial_step"] == 0.05 and "initial_fraction" not in now
+    assert now["lr"] == AdaptConfig.lr and now["importance"] == "l2"  # not recorded then: that version's value
