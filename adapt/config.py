@@ -49,7 +49,10 @@ class AdaptConfig:
 
     def __post_init__(self):
         if self.out is None:
-            self.out = f"runs/adapt-{self.model}-{self.device}"
+            import os
+            import re
+            name = os.path.basename(str(self.model)).removesuffix(".safetensors")
+            self.out = f"runs/adapt-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{self.device}"
 
     def check(self) -> None:
         """Every value in range, or one SettingError naming the first that is not."""

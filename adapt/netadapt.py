@@ -23,7 +23,9 @@ from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
 from hwnas.adapt.importance import get_importance
 from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, pick, plan_cuts
 from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
+from hwnas.adapt.report import update_trajectory
 from hwnas.errors import HwnasError
+from hwnas.progress import progress
 from hwnas.settings import SettingError
 from hwnas.rundir import RunLock, prepare_dir
 
@@ -162,7 +164,9 @@ class NetAdapt:
                          for c in plan.cuts]
             _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
                  f"{cfg.short_steps} short-term steps each")
-            results = pool.map(proposals)
+            with progress(len(proposals), f"iteration {i}: proposals") as bar:
+                results = pool.map(proposals, on_done=lambda r: bar.advance(1, description=f"iteration {i}: "
+                                                                             f"proposal {r.group} done"))
             kept = [r for r in results if r.accuracy >= floor]
             if kept:
                 break
@@ -178,18 +182,20 @@ class NetAdapt:
             delta /= 2
         chosen = pick(kept, cur_acc, cur_ms)
         model = load_model(chosen.model_out, self.template)
-        measured = _measure(device, {"network": model}, shape, cfg.runs)["network"].ms
+        lat = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+        measured = lat.ms
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
                "new_channels": chosen.new_channels, "target_ms": target, "predicted_ms": chosen.predicted_ms,
-               "measured_ms": measured, "accuracy": chosen.accuracy, **_stats(model, shape),
-               "seconds": time.time() - t0, "proposals": len(results)}
+               "measured_ms": measured, "spread_pct": lat.spread_pct, "accuracy": chosen.accuracy,
+               **_stats(model, shape), "seconds": time.time() - t0, "proposals": len(results)}
         _log(f"iteration {i}: {chosen.group} {chosen.channels}→{chosen.new_channels}, predicted "
              f"{chosen.predicted_ms:.3f} ms, measured {measured:.3f} ms, top-1 {chosen.accuracy:.4f} "
              f"({row['seconds']:.1f} s)")
         state = {**state, "current": path, "trajectory": state["trajectory"] + [row], "current_ms": None,
                  "fine_tune_steps": state["fine_tune_steps"] + cfg.short_steps}
         ckpt.save_state(self.out, state)
+        update_trajectory(self.out, state, device)  # a killed run keeps its trajectory up to here
         for r in results:
             Path(r.model_out).unlink(missing_ok=True)
         if Path(last_path).name != "iter_000.safetensors" and last_path != path:  # keep the start and the newest
@@ -229,6 +235,7 @@ class NetAdapt:
         if state is None:
             state = self._start(device, split, shape)
             ckpt.save_state(self.out, state)
+            update_trajectory(self.out, state, device)
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
         costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), shape, db=cfg.db)

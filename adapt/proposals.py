@@ -107,16 +107,26 @@ class ProposalPool:
         self._given = executor
         self._own = None
 
-    def map(self, proposals: list[Proposal]) -> list[ProposalResult]:
+    def map(self, proposals: list[Proposal], on_done=None) -> list[ProposalResult]:
+        """The results in the order of `proposals`; `on_done(result)` is called as each one finishes (in
+        whatever order they finish: a progress bar)."""
         from hwnas.executor import LocalExecutor, map_tasks
+        done = on_done or (lambda _result: None)
         if self._given is None and (self.workers == 1 or len(proposals) <= 1):
-            return [self.fn(p) for p in proposals]
+            out = []
+            for p in proposals:
+                out.append(self.fn(p))
+                done(out[-1])
+            return out
         if self._given is None and self._own is None:
             self._own = LocalExecutor(self.workers)
         ex = self._given or self._own
         for p in proposals:
             p.threads = max(1, (os.cpu_count() or 1) // max(1, ex.capacity))
-        results = dict(map_tasks(ex, self.fn, proposals, retries=self.retries, label=lambda p: p.group))
+        results = {}
+        for i, r in map_tasks(ex, self.fn, proposals, retries=self.retries, label=lambda p: p.group):
+            results[i] = r
+            done(r)
         return [results[i] for i in range(len(proposals))]
 
     def close(self, broken: bool = False) -> None:

@@ -41,6 +41,7 @@ from hwnas.errors import HwnasError
 KINDS = {
     "artifacts": "ONNX and .tflite exports of networks, by model hash",
     "supernet": "trained supernet checkpoints and their rank-correlation reports",
+    "counts": "parameter and MAC counts of zoo models, by model source hash",
 }
 DEFAULT_MAX = "2GB"
 IN_USE_S = 3600.0
@@ -187,39 +188,31 @@ def _kinds(kind: str | None) -> list[str]:
     return [check_kind(kind)] if kind is not None else list(KINDS)
 
 
-def entries(kind: str | None = None) -> list[Entry]:
-    """The entries of one kind (or all), least recently used first."""
+def _listing(kind: str | None, keep, when) -> list[Entry]:
+    """Entries of the kind folders whose name `keep` accepts, dated by `when(path)`; vanished ones skipped."""
     root, out = cache_root(), []
     for k in _kinds(kind):
         try:
             with os.scandir(root / k) as it:
-                items = [Path(e.path) for e in it if _is_entry(e.name)]
+                items = [Path(e.path) for e in it if keep(e.name)]
         except FileNotFoundError:
             continue
         for p in items:
             try:
-                st = os.stat(p)
+                out.append(Entry(p, k, _size(p), when(p)))
             except FileNotFoundError:
                 continue
-            out.append(Entry(p, k, _size(p), _last_use(st)))
-    return sorted(out, key=lambda e: e.last_use)
+    return out
+
+
+def entries(kind: str | None = None) -> list[Entry]:
+    """The entries of one kind (or all), least recently used first."""
+    return sorted(_listing(kind, _is_entry, lambda p: _last_use(os.stat(p))), key=lambda e: e.last_use)
 
 
 def temp_files(kind: str | None = None) -> list[Entry]:
     """Writes in progress, or left behind by a killed writer."""
-    root, out = cache_root(), []
-    for k in _kinds(kind):
-        try:
-            with os.scandir(root / k) as it:
-                items = [Path(e.path) for e in it if is_temp(e.name)]
-        except FileNotFoundError:
-            continue
-        for p in items:
-            try:
-                out.append(Entry(p, k, _size(p), os.lstat(p).st_mtime))
-            except FileNotFoundError:
-                continue
-    return out
+    return _listing(kind, is_temp, lambda p: os.lstat(p).st_mtime)
 
 
 def remove(path: Path) -> bool:

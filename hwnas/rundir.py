@@ -233,3 +233,12 @@ def check_same_config(saved: dict, config: dict, where: str | os.PathLike, what:
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         raise SettingError(f"cannot resume {esc(where)}: the {what} changed ({details}{more}); resume with the same "
                            f"settings or choose another {{}}", *changed[:4], "out")
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """A matplotlib figure as PNG, replaced atomically (a reader or a kill never sees half a plot), then closed."""
+    import matplotlib.pyplot as plt
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

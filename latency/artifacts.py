@@ -150,8 +150,21 @@ def model_input_shape(name: str, input_size: int | None = None, batch: int = 1) 
 
 
 def is_model_file(text: str) -> bool:
-    """A path rather than a zoo name: zoo names have no extension and no directory part."""
+    """A path rather than a zoo name or package.module:factory: zoo names have no extension and no directory part."""
+    from hwnas.modelspec import is_factory
+    if is_factory(text):
+        return False
     return Path(text).suffix != "" or os.sep in text or "/" in text or Path(text).exists()
+
+
+def _seeded(make, name: str):
+    """`make(name)` under a seed of the name: the same weights every run, so the export cache is hit."""
+    import zlib
+
+    import torch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(name.encode()))
+        return make(name)
 
 
 def prepare_artifact(model: Any, fmt: str, input_shape=None, device_name: str = "") -> Artifact:
@@ -162,16 +175,17 @@ def prepare_artifact(model: Any, fmt: str, input_shape=None, device_name: str = 
         text = str(model)
         if is_model_file(text):
             return artifact_from_file(text, fmt, input_shape, device_name)
+        from hwnas.modelspec import is_factory, load_factory
+        if is_factory(text):
+            if input_shape is None or isinstance(input_shape, int):
+                raise HwnasError(f"model {text!r} is your own network: give its input shape (--input-shape, e.g. "
+                                 f"1x3x224x224)")
+            return artifact_from_module(_seeded(load_factory, text), fmt, tuple(input_shape), name=text)
         from hwnas.models import create
         if isinstance(input_shape, int):
             input_shape = model_input_shape(text, input_shape)
         shape = tuple(input_shape) if input_shape is not None else model_input_shape(text)
-        import torch
-        import zlib
-        with torch.random.fork_rng(devices=[]):  # the same weights every run: the export cache is hit
-            torch.manual_seed(zlib.crc32(text.encode()))
-            module = create(text)
-        return artifact_from_module(module, fmt, shape, name=text)
+        return artifact_from_module(_seeded(create, text), fmt, shape, name=text)
     import torch
     if isinstance(model, torch.nn.Module):
         if input_shape is None:

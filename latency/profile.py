@@ -22,13 +22,20 @@ def with_threads(device: Device, threads: int | None) -> Device:
 
 def profile(device: Device | str, model, input_shape=None, *, warmup: int = 3, runs: int = 10,
             rounds: int | None = None, adaptive: bool = False, per_op: bool = False, threads: int | None = None,
-            devices_file=None, log=None) -> dict:
+            memory: bool = True, devices_file=None, log=None) -> dict:
     """Measure `model` (zoo name, torch module or model file) on `device` with the measurement protocol
     (`runs` timed runs per round, at least `rounds` rounds; `adaptive`: rounds until the halves agree within
     ±0.5%). `log`, if given, is told what is being measured once the model is ready (so bad input fails
     before anything is printed). The headline is `measured_ms`, the protocol's statistic (named beside it);
-    `latency_ms` also describes the raw counted runs."""
+    `latency_ms` also describes the raw counted runs.
+
+    Beside latency: `model_bytes` (the file the device runs, `model_path`), `params` and `macs` (`params_note`,
+    `macs_note`: what they count, or why one is None), `peak_memory` (measured in a fresh process unless `memory`
+    is False; its `what` says exactly what the figure is) and, with `per_op`, `per_op_types` (per op type: total
+    of the per-op medians, number of ops, share of `per_op_total_ms`)."""
+    from hwnas.latency.memory import not_measured, peak_memory
     from hwnas.latency.protocol import NETWORK, measure_latency
+    from hwnas.latency.report import model_counts, model_file, op_type_totals
     if isinstance(device, str):
         device = get_device(device, devices_file)
     device = with_threads(device, threads)
@@ -72,4 +79,9 @@ def profile(device: Device | str, model, input_shape=None, *, warmup: int = 3, r
         result["per_op_total_ms"] = sum(o.median_ms for o in ops)
         result["per_op_mean_total_ms"] = sum(o.mean_ms for o in ops)
         result["profiled_run_median_ms"] = device.backend.last_profiled_run_ms
+        result["per_op_types"] = op_type_totals(ops)
+    result.update(model_file(artifact))
+    result.update(model_counts(model, artifact))
+    result["peak_memory"] = (peak_memory(device, artifact, runs=min(warmup + runs, 20)) if memory
+                             else not_measured("turned off (--no-memory)"))
     return result

@@ -85,7 +85,8 @@ def validate(space, device, db_path: str | os.PathLike | None = None, *, samples
                      for a, p, m in zip(archs, predicted, measured)],
     }
     if png:
-        plot_scatter(predicted, measured, png, f"{space.name} on {device.name}: predicted vs measured")
+        plot_scatter(predicted, measured, png, f"{space.name} on {device.name}: predicted vs measured",
+                     metrics=report["predictor"], noise_floor=report["noise_floor"], statistic=report["statistic"])
         report["plot"] = str(png)
     return report
 
@@ -104,21 +105,52 @@ def positive_predictions(predictor, archs, device) -> np.ndarray:
     return predicted
 
 
-def plot_scatter(predicted, measured, path, title: str) -> None:
+def metrics_text(metrics: dict, noise_floor: dict | None = None) -> str:
+    """The figure's own numbers: the predictor's agreement with the measurement and, under it, the noise floor
+    (the second measurement against the first, which no predictor can beat)."""
+    def lines(m: dict) -> list[str]:
+        rho = m.get("spearman", float("nan"))
+        return [f"  within ±5%   {100 * m['within_5pct']:5.1f}%", f"  within ±10%  {100 * m['within_10pct']:5.1f}%",
+                f"  RMSE  {m['rmse_ms']:.3g} ms", f"  Spearman  {'n/a' if not math.isfinite(rho) else f'{rho:.3f}'}"]
+    out = [f"predictor vs measured (n = {metrics['n']})"] + lines(metrics)
+    if noise_floor:
+        out += ["", "noise floor: 2nd measurement", "vs the 1st (same networks)"] + lines(noise_floor)
+    return "\n".join(out)
+
+
+def plot_scatter(predicted, measured, path, title: str, metrics: dict | None = None, noise_floor: dict | None = None,
+                 statistic: str | None = None) -> dict:
+    """Predicted against measured latency: the y = x line, a ±10% band, and a text box right of the axes with
+    the figure's metrics (`metrics`, default computed here) and the noise floor when given. Written
+    atomically. Returns {"path", "text", "points", "legend_box", "text_box", "axes_box"} (figure pixels)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 5))
+    from hwnas.rundir import save_figure
+    predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    metrics = metrics or agreement(predicted, measured)
+    text = metrics_text(metrics, noise_floor)
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(8.4, 5.2), dpi=110, layout="constrained",
+                                   gridspec_kw={"width_ratios": [3.0, 1.45]})
+    side.axis("off")  # the legend and the numbers, beside the data
     lo, hi = float(min(np.min(predicted), np.min(measured))), float(max(np.max(predicted), np.max(measured)))
     xs = np.linspace(lo * 0.9, hi * 1.1, 10)
-    ax.plot(xs, xs, "k-", lw=1, label="y = x")
-    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10%")
-    ax.scatter(measured, predicted, s=12)
-    ax.set_xlabel("measured latency (ms)")
-    ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.9", label="±10% of measured")
+    ax.plot(xs, xs, "k-", lw=1, label="y = x (a perfect prediction)")
+    ax.scatter(measured, predicted, s=14, color="C0", zorder=3, label=f"held-out networks ({len(measured)})")
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(xs[0], xs[-1])
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"measured latency, ms{f' ({statistic})' if statistic else ''}", fontsize=9)
+    ax.set_ylabel("predicted latency, ms (table + correction)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    legend = side.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="upper left", borderaxespad=0.0)
+    box = side.text(0.0, 0.0, text, transform=side.transAxes, fontsize=8, family="monospace", va="bottom",
+                    ha="left", bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.6"})
+    fig.canvas.draw()
+    drawn = {"path": Path(path), "text": text, "points": int(len(measured)),
+             "legend_box": tuple(legend.get_window_extent().extents),
+             "text_box": tuple(box.get_window_extent().extents), "axes_box": tuple(ax.get_window_extent().extents)}
+    save_figure(fig, path)
+    return drawn

@@ -36,8 +36,9 @@ class Results:
         acc = [r["accuracy"] for r in records]
         pareto = {"target_ms": t, "reward": self.reward.to_dict(), "samples": len(records),
                   "hypervolume": hypervolume(lat, acc, ref_latency_ms=2 * t),
-                  "hypervolume_reference": {"latency_ms": 2 * t, "accuracy": 0.0},
-                  "front": [{k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")}
+                  "hypervolume_reference": {"latency_ms": 2 * t, self.value_key(): 0.0},
+                  "value_kind": self.value_kind(), "estimator": self.estimator.name,
+                  "front": [self.shown({k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")})
                             for r in front]}
         atomic_write_json(self.out / "pareto.json", pareto)
         top = self.top_records(records)
@@ -47,15 +48,17 @@ class Results:
         best = self.pick_best(top, measured)
         title = (f"{getattr(self.space, 'name', '')} on {getattr(self.device, 'name', 'table')}, "
                  f"{self.config.get('strategy', self.strategy.name)}, {len(records)} samples")
-        plot_pareto(records, self.out / "pareto.png", target_ms=t, title=title, measured=measured)
+        plot_pareto(records, self.out / "pareto.png", target_ms=t, title=title, measured=measured,
+                    estimator=self.estimator.name, is_accuracy=bool(self.estimator.is_accuracy),
+                    latency_source="predicted")
         exported = self.export_best(best) if best is not None else {}
         uniq = len({tuple(r["arch"]) for r in records})
         summary = {
             "config": self.config, "samples": len(records), "unique_architectures": uniq,
             "reward": self.reward.to_dict(), "estimator": self.estimator.name,
-            "estimator_is_accuracy": bool(self.estimator.is_accuracy),
-            "best_by_reward_predicted": top[0] if top else None,
-            "top_k": measured or top, "best": best, "exported": exported,
+            "estimator_is_accuracy": bool(self.estimator.is_accuracy), "value_kind": self.value_kind(),
+            "best_by_reward_predicted": self.shown(top[0] if top else None),
+            "top_k": [self.shown(r) for r in measured or top], "best": self.shown(best), "exported": exported,
             "pareto_size": len(front), "hypervolume": pareto["hypervolume"],
             "min_latency_ms_by_table": float(self.predictor.min_latency()),
             "replay_mismatches": self.replay_mismatches, "strategy_info": self.strategy.info(),
@@ -69,6 +72,24 @@ class Results:
                 self.log(summary["hard_target"]["message"])
         atomic_write_json(self.out / "summary.json", summary)
         return SearchResult(self.out, records, pareto["front"], summary)
+
+    # -- how results name the estimator's value ----------------------------------------------------------
+    def value_kind(self) -> str:
+        """"top-1" for an estimator that measures accuracy, "score" for one that does not (a zero-cost proxy)."""
+        return "top-1" if self.estimator.is_accuracy else "score"
+
+    def value_key(self) -> str:
+        return "accuracy" if self.estimator.is_accuracy else "score"
+
+    def shown(self, rec: dict | None) -> dict | None:
+        """A record as the results show it (summary.json, pareto.json, `hwnas search --json`): its value under
+        `accuracy` or, for a proxy, `score`, with "value_kind" and "estimator". Records inside the run, and
+        samples.jsonl, keep the key `accuracy` (a resumed run reads its files unchanged)."""
+        if rec is None:
+            return None
+        key = self.value_key()
+        out = {(key if k == "accuracy" else k): v for k, v in rec.items()}
+        return {**out, "value_kind": self.value_kind(), "estimator": self.estimator.name}
 
     def widen_until_one_meets(self, records, top, measured):
         """A hard target: if none of the re-measured top-k meets it as measured, the next k by predicted
@@ -146,7 +167,7 @@ class Results:
                         "target_verdict": against_target(measured, self.reward.target_ms,
                                                          noise_pct(lat[j].spread_pct))})
             self.log(f"  measured #{r['i']}: predicted {r['latency_ms']:.3f} ms, measured {lat[j].describe()}, "
-                     f"accuracy {r['accuracy']:.3f}")
+                     f"{self.value_key()} {r['accuracy']:.3f}")
         return out
 
     def pick_best(self, top: list[dict], measured: list[dict]) -> dict | None:

@@ -147,6 +147,8 @@ class SearchRun(Results):
     def _run(self) -> SearchResult:
         records = self._prepare_dir()
         self._restore(records)
+        if len(records) < self.samples:
+            self._warm_up()
         samples_path = self.out / SAMPLES
         ctx = (self.progress(self.samples, len(records)) if self.progress and len(records) < self.samples
                else contextlib.nullcontext(None))
@@ -163,6 +165,11 @@ class SearchRun(Results):
                     self._record(i, arch, acc, records, samples_path, bar)
                     i += 1
         return self.finish(records)
+
+    def _warm_up(self) -> None:
+        """An estimator's one-off work (the supernet's training) runs here, before the search's bar starts, so
+        that the bar's ETA measures search steps only (Estimator.warm_up)."""
+        self.estimator.warm_up(self.log)
 
     def _record(self, i, arch, acc, records, samples_path, bar) -> None:
         """Sample i: append it to samples.jsonl, tell the strategy, checkpoint."""

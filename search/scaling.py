@@ -293,7 +293,9 @@ class CompoundScaling:
             "hypervolume_reference": {"latency_ms": ref, "accuracy": 0.0},
             "front": [{k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms")} for r in front]})
         plot_pareto(records, self.out / "pareto.png", title=f"{self.base} compound-scaling grid (phi = 1) on "
-                                                             f"{self.device.name}")
+                                                             f"{self.device.name}",
+                    value_label=f"validation top-1 (trained {self.steps} steps on {self.data})",
+                    latency_source="measured", latency_statistic=meas.statistic, samples_label="grid candidates")
         summary = {
             "config": self.config, "base": self.base, "target_ms": self.target_ms,
             "chosen": {**chosen.to_dict(), "input_shape": list(shape)},

@@ -24,7 +24,7 @@ def test_unknown_command_and_option():
 
 def test_devices_lists_and_checks():
     r = hwnas("devices", "--check", "--json", "-")
-    rows = {d["name"]: d for d in json.loads(r.stdout)}
+    rows = {d["name"]: d for d in json.loads(r.stdout)["items"]}
     assert rows["cpu"]["usable"] is True and rows["cpu"]["fingerprint"]["threads"] == 1
     import onnxruntime as ort
     if "CUDAExecutionProvider" not in ort.get_available_providers():

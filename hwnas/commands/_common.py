@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
@@ -68,9 +69,13 @@ def writable_file(ctx, param, value):
     return value
 
 
-def write_json(out: str, data) -> None:
-    """Write `data` as JSON to the file `out`, or to stdout for '-'."""
-    text = json.dumps(data, indent=2, default=str)
+def write_json(out: str, data, kind: str | None = None) -> None:
+    """Write `data` as JSON to the file `out`, or to stdout for '-', stamped with its schema (hwnas.schemas):
+    {"schema": "hwnas.<kind>/<n>", ...}. The kind is the running command's words ("hwnas lut build" ->
+    "lut-build") unless given. Numbers that are not finite (NaN, inf) are written as null: the output is strict
+    JSON, readable by any parser."""
+    from hwnas.schemas import stamp
+    text = json.dumps(_finite(stamp(kind or _command_kind(), data)), indent=2, default=str, allow_nan=False)
     if out == "-":
         sys.stdout.write(text + "\n")
         return
@@ -79,3 +84,28 @@ def write_json(out: str, data) -> None:
             f.write(text + "\n")
     except OSError as e:
         raise HwnasError(f"cannot write {out}: {e.strerror}") from None
+
+
+def _command_kind() -> str:
+    """The result kind of the running click command: its words below the `hwnas` group, joined by "-"."""
+    from hwnas.cli import cli
+    from hwnas.schemas import kind_of
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        raise RuntimeError("write_json outside a command needs kind=")
+    words = []
+    while ctx is not None and ctx.command is not cli:
+        words.append(ctx.command.name)
+        ctx = ctx.parent
+    return kind_of(reversed(words))
+
+
+def _finite(v):
+    """`v` with every NaN or infinite float (at any depth) replaced by None."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v

@@ -8,7 +8,9 @@ from hwnas.commands._common import count, db_option, devices_option, executor_op
 
 @click.command("adapt")
 @click.argument("model")
-@click.option("--budget", "budget_ms", required=True, help="Latency budget on the device, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--budget", "--target", "budget_ms", required=True,
+              help="Latency budget on the device, e.g. 20ms, 0.02s, 20000us (--target: the same, as search and "
+                   "scale call it).")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--data", default="digits", show_default=True, help="digits, an ImageFolder DIR or a FILE.npz.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
@@ -52,16 +54,25 @@ from hwnas.commands._common import count, db_option, devices_option, executor_op
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write the summary as JSON to a file, or - for stdout.")
 @devices_option
 def command(json_out, **settings):
-    """Adapt MODEL (a zoo name) to a latency BUDGET measured on DEVICE (NetAdapt)."""
+    """Adapt MODEL to a latency BUDGET measured on DEVICE (NetAdapt). MODEL: a zoo name (`hwnas models`),
+    package.module:factory (a callable returning your nn.Module; called with num_classes if it takes it), or a
+    .safetensors network file hwnas wrote (e.g. an earlier run's adapted.safetensors)."""
     from hwnas.adapt import AdaptConfig, adapt
+    from hwnas.modelspec import is_factory
     from hwnas.models import get_info
     from hwnas.units import parse_latency_ms
 
     settings["budget_ms"] = parse_latency_ms(settings["budget_ms"])
-    get_info(settings["model"])  # unknown names fail here, before any work
     cfg = AdaptConfig(**settings)
     cfg.check()
-    summary = adapt(cfg)
+    spec, module = cfg.model, None
+    if is_factory(spec) or spec.endswith((".safetensors", ".onnx", ".tflite")):
+        from hwnas.adapt.proposals import load_split
+        from hwnas.modelspec import resolve_module
+        module = resolve_module(spec, num_classes=load_split(cfg.data_args()).num_classes)
+    else:
+        get_info(spec)  # unknown names fail here, before any work
+    summary = adapt(cfg, model=module)
     if json_out:
         write_json(json_out, summary)
     if json_out != "-":

@@ -6,7 +6,7 @@ import click
 from hwnas.commands._common import write_json, writable_file
 
 
-def _fmt(v):
+def fmt_count(v):
     """3 significant figures with a K/M/G suffix: 3.89M, 312M, 15.5G."""
     if v is None:
         return "-"
@@ -27,25 +27,29 @@ def command(patterns, json_out):
     """List the model zoo (or only the names matching PATTERNS, shell-style, e.g. 'mobilenet*').
 
     Params and MACs (convolutions and linear layers, per image) are measured at each network's paper
-    input size with 1000 classes, next to the figures of the papers' tables.
+    input size with 1000 classes, next to the figures of the papers' tables. The counts are cached (cache kind
+    "counts", keyed by the model's source): only a network whose source changed is counted again.
     """
     import fnmatch
 
-    import torch
-
     import hwnas.models as zoo
+    from hwnas import counts
     from hwnas.errors import HwnasError
+    from hwnas.progress import track
 
     names = zoo.list_models()
     if patterns:
         names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
         if not names:
             raise HwnasError(f"no model matches {' '.join(patterns)}; `hwnas models` lists them all")
+    shapes = {n: (1, 3, zoo.get_info(n).input_size, zoo.get_info(n).input_size) for n in names}
+    found = {n: counts.lookup(n, shapes[n]) for n in names}
+    todo = [n for n in names if found[n] is None]
+    for name in track(todo, description=f"counting params and MACs of {len(todo)} network(s)"):
+        found[name] = counts.compute(name, shapes[name])
     rows = []
     for name in names:
-        info = zoo.get_info(name)
-        torch.manual_seed(0)
-        s = zoo.stats(zoo.create(name), (1, 3, info.input_size, info.input_size))
+        info, s = zoo.get_info(name), found[name]
         rows.append({"name": name, "family": info.family, "input_size": info.input_size,
                      "params": s["params"], "macs": s["macs"],
                      "paper_params": info.paper_params, "paper_macs": info.paper_macs,
@@ -65,8 +69,8 @@ def command(patterns, json_out):
     t.add_column("family / notes")
     for r in rows:
         t.add_row(r["name"], str(r["input_size"]),
-                  _fmt(r["params"]), _fmt(r["paper_params"]), _dev(r["params"], r["paper_params"]),
-                  _fmt(r["macs"]), _fmt(r["paper_macs"]), _dev(r["macs"], r["paper_macs"]),
+                  fmt_count(r["params"]), fmt_count(r["paper_params"]), _dev(r["params"], r["paper_params"]),
+                  fmt_count(r["macs"]), fmt_count(r["paper_macs"]), _dev(r["macs"], r["paper_macs"]),
                   "yes" if r["width_mult"] else "", " ".join([r["family"]] + r["tags"]))
     # piped output would be squeezed to 80 columns: give it the width the table needs
     console = Console() if Console().is_terminal else Console(width=160)

@@ -9,7 +9,8 @@ from hwnas.errors import HwnasError
 
 @click.command("profile")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
-@click.option("--model", "-m", required=True, help="Zoo model name, or a .onnx / .tflite file.")
+@click.option("--model", "-m", required=True, help="Zoo model name, a .onnx / .tflite file, or package.module:factory "
+              "(your own nn.Module; give --input-shape).")
 @click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
               "(default: the paper's).")
 @click.option("--batch", type=count("batch"), default=1, show_default=True)
@@ -24,16 +25,25 @@ from hwnas.errors import HwnasError
 @click.option("--adaptive", is_flag=True, help="Keep adding rounds until the halves agree within ±0.5% (up to 40).")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="Override the device's thread count "
               "(0 = all cores; a device timing on this machine takes at most 4 per core, a phone at most 256).")
-@click.option("--per-op", is_flag=True, help="Also profile per op (onnxruntime trace, torch profiler, phone).")
+@click.option("--per-op", is_flag=True, help="Also profile per op (onnxruntime trace, torch profiler, phone), with "
+              "totals per op type.")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Show only the N slowest ops (default 25; in "
+              "the --csv file: all). Implies --per-op.")
+@click.option("--csv", "csv_out", default=None, callback=writable_file, help="Write the per-op times as CSV to a "
+              "file (the --top N slowest if given, else every op). Implies --per-op.")
+@click.option("--memory/--no-memory", default=True, show_default=True, help="Measure the peak memory of running "
+              "the model, in a fresh process (host runtimes).")
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write results as JSON to a file, or - for stdout.")
 @devices_option
-def command(device, model, input_size, batch, input_shape, warmup, runs, rounds, adaptive, threads, per_op, json_out,
-            devices_file):
+def command(device, model, input_size, batch, input_shape, warmup, runs, rounds, adaptive, threads, per_op, top,
+            csv_out, memory, json_out, devices_file):
     """Measure MODEL on DEVICE with the measurement protocol: interleaved rounds, each run paired with a
-    calibration reference where the device can, until two halves of the rounds agree."""
+    calibration reference where the device can, until two halves of the rounds agree. Also reports the model's
+    size on disk, parameters, MACs and peak memory."""
     from hwnas.latency.artifacts import is_model_file, model_input_shape
     from hwnas.latency.devices import get_device
     from hwnas.latency.profile import profile
+    from hwnas.modelspec import is_factory
     from hwnas.progress import log
 
     dev = get_device(device, devices_file)  # an unknown device or a bad devices file fails before any work
@@ -41,24 +51,61 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, rounds,
     if is_file and input_size is not None:
         raise HwnasError("--input-size is for zoo models; a model file's input comes from the file "
                          "(concrete dims for dynamic ones: --input-shape)")
-    if not is_file and input_shape is not None:
+    if not is_file and not is_factory(model) and input_shape is not None:
         raise HwnasError("--input-shape is for model files with dynamic dims; for a zoo model use --input-size "
                          "and --batch")
-    if is_file:
+    if is_factory(model):
+        if input_shape is None or input_size is not None:
+            raise HwnasError(f"model {model!r} is your own network: give its input as --input-shape (e.g. "
+                             f"1x3x224x224), not --input-size")
+        from hwnas.units import parse_shape
+        shape = parse_shape(input_shape)
+    elif is_file:
         shape = input_shape
     else:
         from hwnas.models import get_info
         get_info(model)  # unknown names fail here, before any work
         shape = model_input_shape(model, input_size, batch)
+    per_op = per_op or top is not None or csv_out is not None
     result = profile(dev, model, shape, warmup=warmup, runs=runs, rounds=rounds, adaptive=adaptive, per_op=per_op,
-                     threads=threads, log=log if json_out != "-" else None)
+                     threads=threads, memory=memory, log=log if json_out != "-" else None)
     if json_out:
         write_json(json_out, result)
+    if csv_out:
+        write_per_op_csv(csv_out, result, top)
     if json_out != "-":
-        _print_table(result)
+        _print_table(result, top)
 
 
-def _print_table(r: dict) -> None:
+def slowest_ops(r: dict, top: int | None = None) -> list[dict]:
+    """The per-op rows, slowest (median) first; the `top` slowest if given."""
+    ops = sorted(r["per_op"], key=lambda o: -o["median_ms"])
+    return ops if top is None else ops[:top]
+
+
+CSV_COLUMNS = ("rank", "op", "op_type", "median_ms", "mean_ms", "runs", "share")
+
+
+def write_per_op_csv(path: str, r: dict, top: int | None = None) -> None:
+    """One row per op, slowest first: its rank, name, type, median and mean ms, traced runs, share of the sum of
+    per-op medians."""
+    import csv
+    import io
+
+    from hwnas.rundir import atomic_write_bytes
+    total = r["per_op_total_ms"] or 1.0
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for i, o in enumerate(slowest_ops(r, top), 1):
+        w.writerow([i, o["name"], o["op_type"], o["median_ms"], o["mean_ms"], o["count"], o["median_ms"] / total])
+    try:
+        atomic_write_bytes(path, buf.getvalue().encode())
+    except OSError as e:
+        raise HwnasError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _print_table(r: dict, top: int | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -84,8 +131,10 @@ def _print_table(r: dict) -> None:
     console.print(f"input {shapes} | {fp.get('runtime')} {fp.get('runtime_version')} | "
                   f"{fp.get('provider') or fp.get('delegate') or ''} | threads {fp.get('threads')} | cores {fp.get('cores', '?')} | "
                   f"{fp.get('cpu_model') or fp.get('soc') or ''} | fingerprint {fp.get('key')}")
+    _print_model_lines(console, r)
     if "per_op" in r:
-        ops = sorted(r["per_op"], key=lambda o: -o["median_ms"])
+        ops = r["per_op"]
+        shown = slowest_ops(r, top or 25)
         traced = r.get("profiled_run_median_ms")
         t = Table(title=f"per op ({len(ops)} ops): sum of medians {r['per_op_total_ms']:.3f} ms, sum of means "
                         f"{r['per_op_mean_total_ms']:.3f} ms"
@@ -96,8 +145,40 @@ def _print_table(r: dict) -> None:
         t.add_column("median ms", justify="right")
         t.add_column("share", justify="right")
         total = r["per_op_total_ms"] or 1.0
-        for o in ops[:25]:
+        for o in shown:
             t.add_row(o["name"][:60], o["op_type"], f"{o['median_ms']:.4f}", f"{100 * o['median_ms'] / total:.1f}%")
-        if len(ops) > 25:
-            t.add_row(f"... {len(ops) - 25} more", "", "", "")
+        if len(ops) > len(shown):
+            t.add_row(f"... {len(ops) - len(shown)} more", "", "", "")
         console.print(t)
+        t = Table(title=f"per op type: sum of the per-op medians ({r['per_op_total_ms']:.3f} ms in all)")
+        for col, just in (("type", "left"), ("ops", "right"), ("total ms", "right"), ("share", "right")):
+            t.add_column(col, justify=just)
+        for row in r["per_op_types"]:
+            t.add_row(row["op_type"], str(row["ops"]), f"{row['total_ms']:.4f}", f"{100 * row['share']:.1f}%")
+        console.print(t)
+
+
+def _print_model_lines(console, r: dict) -> None:
+    """Size on disk, params, MACs and peak memory, each saying what it is."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from hwnas.cache import format_size
+    from hwnas.commands.models import fmt_count
+    if r["model_bytes"] is not None:
+        size = f"{format_size(r['model_bytes'])} on disk ({Path(r['model_path']).name}, {r['model_bytes']} bytes)"
+    else:
+        size = "size on disk n/a (the device runs a torch module, no file)"
+    params = f"params {fmt_count(r['params'])} ({r['params_note']})" if r["params"] is not None else \
+        f"params {r['params_note']}"
+    macs = f"MACs {fmt_count(r['macs'])} ({r['macs_note']})" if r["macs"] is not None else f"MACs {r['macs_note']}"
+    console.print(escape(f"model: {size} | {params} | {macs}"))
+    mem = r.get("peak_memory")
+    if mem is not None:
+        if mem["growth_bytes"] is None:
+            console.print(escape(f"peak memory: {mem['what']}"))
+        else:
+            console.print(escape(f"peak memory: +{format_size(mem['growth_bytes'])} (from "
+                                 f"{format_size(mem['baseline_rss_bytes'])} to {format_size(mem['peak_rss_bytes'])}): "
+                                 f"{mem['what']}"))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option
+from hwnas.commands._common import count, devices_option, writable_file, write_json
 from hwnas.progress import log as _log
 
 
 @click.command("scale")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--base", default="efficientnet_b0", show_default=True, help="Base network (an EfficientNet).")
-@click.option("--target", required=True, help="Latency target, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--target", "--budget", "target", required=True,
+              help="Latency target, e.g. 20ms, 0.02s, 20000us (--budget: the same, as adapt calls it).")
 @click.option("--data", default="digits", show_default=True,
               help="Data for the grid's accuracy: digits (shipped), an ImageFolder directory or an .npz (x, y).")
 @click.option("--resolution", type=count("size", 16), default=32, show_default=True,
@@ -36,8 +37,10 @@ from hwnas.progress import log as _log
 @click.option("--out", default=None, help="Run directory (default runs/scale-<base>-<device>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", default=None, callback=writable_file,
+              help="Write the summary as JSON (schema hwnas.scale) to a file, or - for stdout (then no report).")
 @devices_option
-def command(**settings):
+def command(json_out, **settings):
     """Compound-scale BASE: grid-search alpha, beta, gamma (alpha*beta^2*gamma^2 ~ 2) on the data, then pick
     the largest phi whose measured latency on DEVICE meets the target."""
     from hwnas.search.config import ScaleConfig
@@ -46,6 +49,10 @@ def command(**settings):
     cfg = ScaleConfig(**settings)
     s = scale(cfg, log=_log)
     out = cfg.out
+    if json_out:
+        write_json(json_out, {**s, "out": str(out)})
+    if json_out == "-":
+        return
     c = s["chosen"]
     g = s["grid_best"]
     click.echo(f"grid best: alpha {c['alpha']:g}, beta {c['beta']:g}, gamma {c['gamma']:g} "

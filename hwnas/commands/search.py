@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, db_option, devices_option, executor_options
+from hwnas.commands._common import count, db_option, devices_option, executor_options, writable_file, write_json
 from hwnas.progress import log as _log
 
 
@@ -11,7 +11,8 @@ from hwnas.progress import log as _log
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--space", default="mnasnet", show_default=True,
               help="Search space: mnasnet, mnasnet-tiny, nasnet (normal + reduction cells), pnas (tied cells).")
-@click.option("--target", required=True, help="Latency target T, e.g. 20ms, 0.02s, 20000us.")
+@click.option("--target", "--budget", "target", required=True,
+              help="Latency target T, e.g. 20ms, 0.02s, 20000us (--budget: the same, as adapt calls it).")
 @click.option("--w", "w", type=float, default=None, help="Soft reward exponent (alpha = beta = w; default -0.07).")
 @click.option("--hard", is_flag=True, help="Hard constraint: alpha = 0, beta = -1.")
 @click.option("--alpha", type=float, default=None, help="Custom exponent under the target.")
@@ -39,9 +40,11 @@ from hwnas.progress import log as _log
               help="Best architectures re-measured on the device at the end.")
 @db_option
 @click.option("--build/--no-build", default=True, help="Build a missing latency table (--no-build: fail instead).")
+@click.option("--json", "json_out", default=None, callback=writable_file,
+              help="Write the summary as JSON (schema hwnas.search) to a file, or - for stdout (then no table).")
 @executor_options("accuracy estimates (in parallel batches)")
 @devices_option
-def command(train_steps, **settings):
+def command(train_steps, json_out, **settings):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from
     the device's latency table during the search; the final top-k are measured on the device."""
     from hwnas.search.api import search
@@ -55,7 +58,10 @@ def command(train_steps, **settings):
             raise SettingError("--train-steps applies to {} short-train only", "estimator")
         settings["estimator_options"]["steps"] = train_steps
     res = search(SearchConfig(**settings), log=_log)
-    _report(res)
+    if json_out:
+        write_json(json_out, {**res.summary, "out": str(res.out)})
+    if json_out != "-":
+        _report(res)
 
 
 def parse_options(items, flag: str) -> dict:
@@ -86,24 +92,25 @@ def _report(res) -> None:
     r = s["reward"]
     t = Table(title=f"top {len(s['top_k'])} of {s['samples']} samples ({s['unique_architectures']} distinct), "
                     f"target {r['target_ms']:g} ms, {r['mode']} reward")
-    acc_name = "accuracy" if s["estimator_is_accuracy"] else f"{s['estimator']} score"
+    value = "accuracy" if s["value_kind"] == "top-1" else "score"  # a proxy's value is a score (search/results.py)
+    acc_name = "accuracy" if value == "accuracy" else f"{s['estimator']} score"
     for col in ("#", acc_name, "predicted ms", "measured ms", "error %", "reward (measured)"):
         t.add_column(col, justify="right")
     for row in s["top_k"]:
-        t.add_row(str(row["i"]), f"{row['accuracy']:.4f}", f"{row['latency_ms']:.3f}",
+        t.add_row(str(row["i"]), f"{row[value]:.4f}", f"{row['latency_ms']:.3f}",
                   f"{row.get('measured_ms', float('nan')):.3f}", f"{row.get('prediction_error_pct', float('nan')):+.1f}",
                   f"{row.get('measured_reward', row['reward']):.4f}")
     console.print(t)
     b = s["best"]
     verdict = b.get("target_verdict", "meets" if b.get("meets_target_measured", True) else "misses")
     within = {"meets": "within", "misses": "OVER", "within noise": "within the measurement noise of"}[verdict]
-    console.print(f"best: sample #{b['i']}, {acc_name} {b['accuracy']:.4f}, predicted {b['latency_ms']:.3f} ms, "
+    console.print(f"best: sample #{b['i']}, {acc_name} {b[value]:.4f}, predicted {b['latency_ms']:.3f} ms, "
                   f"measured {b.get('measured_ms', float('nan')):.3f} ms ({within} the target)"
                   + (f"; measured = {b['measured_statistic']} of {b['measured_rounds']} rounds"
                      if "measured_statistic" in b else ""))
     if s.get("hard_target") and not s["hard_target"]["met"]:
         console.print(s["hard_target"]["message"])
-    console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x accuracy)")
+    console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x {value})")
     files = ", ".join(f"{res.out / n}" for n in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json"))
     console.print(f"wrote {files}, {s['exported'].get('onnx')}"
                   + (f", {s['exported']['tflite']}" if s["exported"].get("tflite") else ""))

@@ -7,6 +7,7 @@ hardware/runtime it ran on as a fingerprint.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -171,6 +172,26 @@ def validated(device_name: str, options: BackendOptions) -> BackendOptions:
     return options
 
 
+def importable(module: str) -> bool:
+    """Whether `module` can be imported here, found without importing it (some runtimes take seconds to import)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module half set up
+        return False
+
+
+@dataclass(frozen=True)
+class MissingExtra:
+    """An optional package a device lacks here: what it is needed for and the command that installs it."""
+
+    package: str      # e.g. "litert-torch"
+    needed_for: str   # e.g. "exporting torch models to .tflite"
+    install: str      # e.g. "pip install 'hwnas[tflite]'"
+
+    def to_dict(self) -> dict:
+        return {"package": self.package, "needed_for": self.needed_for, "install": self.install}
+
+
 # the keyword options of Device.measure beyond warmup/runs; a backend declares which of them it honours
 PROTOCOL_OPTIONS = frozenset({"adaptive", "rel_ci", "min_runs", "max_runs", "time_cap_s", "min_time_s", "paired",
                               "pair_every"})
@@ -198,6 +219,11 @@ class Backend(ABC):
 
     def check(self) -> None:
         """Raise HwnasError saying why this device cannot be used here; return if it can."""
+
+    def missing_extras(self) -> list[MissingExtra]:
+        """The optional packages this device lacks here. A device that passes check() and still lists some is
+        usable only in part (e.g. it runs model files but cannot export torch models to its format)."""
+        return []
 
     @abstractmethod
     def fingerprint(self) -> dict:

@@ -11,12 +11,17 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.latency.artifacts import check_input_size
-from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions
+from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, MissingExtra, importable
 from hwnas.latency.devices.registry import register_backend
 
 
 class LiteRTOptions(HostOptions):  # threads: num_threads of the interpreter
     xnnpack: bool = True    # the default CPU delegate; False runs the reference kernels
+
+
+RUNTIME_MODULES = ("ai_edge_litert", "tflite_runtime")  # a TFLite interpreter: either package
+NO_RUNTIME = MissingExtra("ai-edge-litert", "running .tflite models", "pip install ai-edge-litert")
+NO_EXPORTER = MissingExtra("litert-torch", "exporting torch models to .tflite", "pip install 'hwnas[tflite]'")
 
 
 def interpreter_class():
@@ -50,7 +55,13 @@ class LiteRTBackend(HostBackend):
     Options = LiteRTOptions
 
     def check(self) -> None:
+        if not any(importable(m) for m in RUNTIME_MODULES):
+            raise HwnasError(f"no TFLite runtime installed: {NO_RUNTIME.install}")
         interpreter_class()
+
+    def missing_extras(self) -> list[MissingExtra]:
+        missing = [] if any(importable(m) for m in RUNTIME_MODULES) else [NO_RUNTIME]
+        return missing + ([] if importable("litert_torch") else [NO_EXPORTER])
 
     def fingerprint(self) -> dict:
         _, _, runtime, version = interpreter_class()

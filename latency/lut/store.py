@@ -219,24 +219,36 @@ class LutStore:
                 w.writeheader()
                 w.writerows(rows)
         elif path.suffix.lower() == ".json":
+            # schema hwnas.lut-export (docs/schemas/lut-export.schema.json): every part a JSON value, none a string
+            # of JSON (exports before the schema held corrections and layer tables as text under "json")
+            from hwnas.schemas import stamp
             fps = {k: v for k, v in self.fingerprints().items() if fp_key in (None, k)}
-            corr = [dict(zip(("fingerprint", "space", "json"), r)) for r in
-                    self.db.execute("SELECT fingerprint, space, json FROM corrections")
-                    if fp_key in (None, r[0])]
-            layers = [dict(zip(("fingerprint", "model_id", "json"), r)) for r in
-                      self.db.execute("SELECT fingerprint, model_id, json FROM layer_tables") if fp_key in (None, r[0])]
-            path.write_text(json.dumps({"fingerprints": fps, "rows": rows, "corrections": corr,
-                                        "layer_tables": layers}, indent=1) + "\n")
+            corr = [{"fingerprint": fp, "space": sp, "correction": self._stored(text, f"the correction of {fp}/{sp}")}
+                    for fp, sp, text in self.db.execute("SELECT fingerprint, space, json FROM corrections")
+                    if fp_key in (None, fp)]
+            layers = [{"fingerprint": fp, "model_id": m, "table": self._stored(text, f"the layer table of {fp}/{m}")}
+                      for fp, m, text in self.db.execute("SELECT fingerprint, model_id, json FROM layer_tables")
+                      if fp_key in (None, fp)]
+            path.write_text(json.dumps(stamp("lut-export", {"fingerprints": fps, "rows": rows, "corrections": corr,
+                                                            "layer_tables": layers}), indent=1) + "\n")
         else:
             raise HwnasError(f"export to .csv or .json, not {path.suffix or 'a file without extension'}")
         return len(rows)
+
+    def _stored(self, text: str, what: str) -> dict:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise HwnasError(f"{self.path}: {what} is not JSON; nothing was exported") from None
 
     def import_(self, path: str | os.PathLike, expect_fingerprint: str | None = None, allow_mixed: bool = False,
                 fingerprint: dict | None = None) -> int:
         """Read rows exported elsewhere. With `expect_fingerprint`, rows of another fingerprint are refused
         unless `allow_mixed` (then they are stored under `fingerprint`, the local device's, on purpose).
         Every row and correction is checked first (latencies finite and positive, known columns, corrections
-        with finite a, b, c): a bad file is refused whole, naming its first bad entry, and nothing is written."""
+        with finite a, b, c): a bad file is refused whole, naming its first bad entry, and nothing is written.
+        JSON: the current format (schema hwnas.lut-export/1: corrections and layer tables as objects) and the one
+        before it (no schema; each correction and layer table as a string of JSON under "json") are both read."""
         path = Path(path)
         if not path.is_file():
             raise HwnasError(f"{path} does not exist")
@@ -254,6 +266,7 @@ class LutStore:
                                      f"missing")
             elif path.suffix.lower() == ".json":
                 data = json.loads(path.read_text())
+                _check_schema(path, data)
                 rows, fps, corrections = data["rows"], data.get("fingerprints", {}), data.get("corrections", [])
                 layer_tables = data.get("layer_tables", [])
             else:
@@ -386,6 +399,29 @@ def _row(r) -> tuple:
             _whole(r, "n", MAX_RUNS), created)
 
 
+def _check_schema(path: Path, data) -> None:
+    """A JSON export names its schema (hwnas.lut-export/<n>); one without is the format before schemas."""
+    from hwnas.schemas import SCHEMA_VERSIONS, parse
+    if not isinstance(data, dict) or "schema" not in data:
+        return
+    got, mine = parse(data["schema"]), SCHEMA_VERSIONS["lut-export"]
+    if got is None or got[0] != "lut-export":
+        raise HwnasError(f"{path} is not a latency table export: its schema is {_show(data['schema'])!r}, not "
+                         f"hwnas.lut-export/{mine}")
+    if got[1] > mine:
+        raise HwnasError(f"{path} is a latency table export of a newer hwnas (schema hwnas.lut-export/{got[1]}; this "
+                         f"one reads up to /{mine}); upgrade hwnas to import it")
+
+
+def _part(d: dict, k: str, what: str) -> dict:
+    """The object under `k` (this format), or the string of JSON under "json" (exports before schemas)."""
+    if k not in d:
+        return _json_object(d, "json")
+    if not isinstance(d[k], dict):
+        raise ValueError(f"{k} is {type(d[k]).__name__}, not an object ({what})")
+    return d[k]
+
+
 def _json_object(d: dict, k: str) -> dict:
     text = _text(d, k)
     try:
@@ -398,17 +434,19 @@ def _json_object(d: dict, k: str) -> dict:
 
 
 def _correction(c) -> tuple[str, str, str]:
+    """An exported correction as the corrections table's values (its JSON text as put_correction stores it)."""
     from hwnas.latency.predict import correction_problem
     if not isinstance(c, dict):
-        raise ValueError(f"is {type(c).__name__}, not an object with fingerprint, space and json")
-    why = correction_problem(_json_object(c, "json"))
+        raise ValueError(f"is {type(c).__name__}, not an object with fingerprint, space and correction")
+    value = _part(c, "correction", "a correction")
+    why = correction_problem(value)
     if why is not None:
-        raise ValueError(f"json is not a usable correction: {why}")
-    return _text(c, "fingerprint"), _text(c, "space"), c["json"]
+        raise ValueError(f"not usable: {why}" if "correction" in c else f"json is not a usable correction: {why}")
+    return _text(c, "fingerprint"), _text(c, "space"), json.dumps(value, sort_keys=True)
 
 
 def _layer_table(t) -> tuple[str, str, str]:
     if not isinstance(t, dict):
-        raise ValueError(f"is {type(t).__name__}, not an object with fingerprint, model_id and json")
-    _json_object(t, "json")
-    return _text(t, "fingerprint"), _text(t, "model_id"), t["json"]
+        raise ValueError(f"is {type(t).__name__}, not an object with fingerprint, model_id and table")
+    value = _part(t, "table", "a layer table")
+    return _text(t, "fingerprint"), _text(t, "model_id"), json.dumps(value, sort_keys=True)

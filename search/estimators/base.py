@@ -77,6 +77,10 @@ class Estimator(ABC):
         """What a run's summary should say about the estimator beyond its config."""
         return {}
 
+    def warm_up(self, log=None) -> None:
+        """Work done once before the first estimate (a supernet's training): a search runs it before its bar
+        starts, so that the bar's ETA measures search steps only. Nothing by default."""
+
     def options(self) -> dict:
         return {}
 
@@ -145,6 +149,9 @@ class CachedEstimator(Estimator):
 
     def info(self) -> dict:
         return self.estimator.info()
+
+    def warm_up(self, log=None) -> None:
+        self.estimator.warm_up(log)
 
     def estimate(self, arch) -> float:
         return self.estimate_many([arch])[0]

@@ -27,6 +27,7 @@ from torch import nn
 from hwnas import cache
 from hwnas.cache import cache_dir
 from hwnas.errors import HwnasError
+from hwnas.progress import progress
 from hwnas.rundir import atomic_write_json, read_json
 from hwnas.search.estimators.base import Estimator, register_estimator
 from hwnas.search.estimators.short_train import load_split
@@ -154,36 +155,59 @@ class SupernetEstimator(Estimator):
         batches = self._batches(gen)
         loss_fn = nn.CrossEntropyLoss()
         net.train()
-        while step < self.steps:
-            arch = self.space.sample(rng)
-            model, new = net.path(arch)
-            if new:
-                archs.append(list(arch))
-                add_group([p for m in new for p in m.parameters()])
-            for g in opt.param_groups:
-                g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-            xb, yb = next(batches)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            step += 1
-            self.trained_steps_now += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
-            if step % self.checkpoint_every == 0 or step == self.steps:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_tree(path, {"config": self.config_key(), "step": step, "archs": archs,
-                                 "weights": net.state_dict(), "opt": opt.state_dict(),
-                                 "rng": rng.bit_generator.state}, "supernet")
-                cache.evict(keep=path)
-                # after a resume the batch order restarts from a seed of the step: deterministic per step
-                gen.manual_seed(self.seed * 7919 + step)
-                batches = self._batches(gen)
+        with progress(self.steps, "supernet training", completed=step,  # from a resumed step on
+                      enabled=None if step < self.steps else False) as bar:
+            while step < self.steps:
+                arch = self.space.sample(rng)
+                model, new = net.path(arch)
+                if new:
+                    archs.append(list(arch))
+                    add_group([p for m in new for p in m.parameters()])
+                for g in opt.param_groups:
+                    g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
+                xb, yb = next(batches)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                opt.step()
+                step += 1
+                self.trained_steps_now += 1
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
+                bar.advance(1, description=f"supernet training: loss {value:.3f}")
+                if step % self.checkpoint_every == 0 or step == self.steps:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_tree(path, {"config": self.config_key(), "step": step, "archs": archs,
+                                     "weights": net.state_dict(), "opt": opt.state_dict(),
+                                     "rng": rng.bit_generator.state}, "supernet")
+                    cache.evict(keep=path)
+                    # after a resume the batch order restarts from a seed of the step: deterministic per step
+                    gen.manual_seed(self.seed * 7919 + step)
+                    batches = self._batches(gen)
         net.eval()
         self._net = net
         return net
+
+    def warm_up(self, log=None) -> None:
+        """Train the supernet now (or finish a checkpoint's training), saying so first."""
+        left = self.steps_to_train()
+        if left and log is not None:
+            done = self.steps - left
+            log(f"training the supernet first: {left} steps"
+                + (f" (resuming at step {done} of {self.steps})" if done else ""))
+        self.supernet()
+
+    def steps_to_train(self) -> int:
+        """The training steps `supernet()` still has to run: all of them, the rest after a checkpoint's step,
+        or 0 once trained."""
+        if self._net is not None:
+            return 0
+        if self.checkpoint_path.exists():
+            state = load_tree(self.checkpoint_path, "supernet", what="supernet checkpoint")
+            if state.get("config") == self.config_key():
+                return max(0, self.steps - int(state["step"]))
+        return self.steps
 
     # -- reading an architecture off it -------------------------------------------------------------
     def estimate(self, arch) -> float:

@@ -11,7 +11,7 @@ from hwnas.settings import SettingError, flag_namer
 from tests.cli_helpers import assert_one_line_error, hwnas
 
 # options a command has that are not settings of the library (they shape the command's own output or input)
-CLI_ONLY = {"search": {"train_steps"}, "scale": set(), "adapt": {"json_out"}}
+CLI_ONLY = {"search": {"train_steps", "json_out"}, "scale": {"json_out"}, "adapt": {"json_out"}}
 CONFIGS = {"search": SearchConfig, "scale": ScaleConfig, "adapt": AdaptConfig}
 
 
@@ -87,3 +87,10 @@ def test_a_run_recorded_by_an_earlier_version_reads_under_todays_names():
     now = saved_record(old)
     assert now["initial_step"] == 0.05 and "initial_fraction" not in now
     assert now["lr"] == AdaptConfig.lr and now["importance"] == "l2"  # not recorded then: that version's value
+
+
+def test_a_target_latency_is_spelled_the_same_in_every_command():
+    def opts(command, name):
+        return next(p for p in _command(command).params if p.name == name).opts
+    for command, name in (("search", "target"), ("scale", "target"), ("adapt", "budget_ms")):
+        assert {"--target", "--budget"} <= set(opts(command, name)), command

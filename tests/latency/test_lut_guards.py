@@ -182,13 +182,23 @@ def _drop(field):
 
 def _correction(**coefficients):
     def change(data):
-        data["corrections"][0]["json"] = json.dumps({"a": 0.9, "b": 0.01, "c": 0.1, **coefficients})
+        data["corrections"][0]["correction"] = {"a": 0.9, "b": 0.01, "c": 0.1, **coefficients}
     return change
 
 
-def _correction_text(text):
+def _old_correction(text):
+    """The format before schemas: no "schema", the correction a string of JSON under "json"."""
     def change(data):
-        data["corrections"][0]["json"] = text
+        del data["schema"]
+        c = data["corrections"][0]
+        del c["correction"]
+        c["json"] = text
+    return change
+
+
+def _correction_as(value):
+    def change(data):
+        data["corrections"][0]["correction"] = value
     return change
 
 
@@ -206,9 +216,12 @@ ROW17 = "row 17 (op 'op-08'): "
     (_set("n", "many"), ROW17 + "n is 'many', not a whole number"),
     (_drop("median_ms"), ROW17 + "median_ms is missing"),
     (_set("colour", "red"), ROW17 + "has the unknown column 'colour'"),
-    (_correction(a="x"), "correction 1 (space 'micro'): json is not a usable correction: its a is 'x', not a number"),
-    (_correction(c=float("nan")), "correction 1 (space 'micro'): json is not a usable correction: its c is nan"),
-    (_correction_text("{not json"), "correction 1 (space 'micro'): json is not valid JSON"),
+    (_correction(a="x"), "correction 1 (space 'micro'): not usable: its a is 'x', not a number"),
+    (_correction(c=float("nan")), "correction 1 (space 'micro'): not usable: its c is nan"),
+    (_correction_as('{"a": 0.9}'), "correction 1 (space 'micro'): correction is str, not an object (a correction)"),
+    (_old_correction(json.dumps({"a": "x", "b": 0.01, "c": 0.1})),
+     "correction 1 (space 'micro'): json is not a usable correction: its a is 'x', not a number"),
+    (_old_correction("{not json"), "correction 1 (space 'micro'): json is not valid JSON"),
 ])
 def test_a_bad_import_is_refused_whole_naming_its_first_bad_entry(tmp_path, change, message):
     path, data = _export(tmp_path)
