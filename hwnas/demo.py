@@ -163,7 +163,7 @@ def _adapt(console, dev, out_dir, report, steps: int = 300, **_):
     # the baseline NetAdapt must beat: the same trained start, uniformly narrower to the same measured latency,
     # fine-tuned for as many steps
     start = load_network(run / "checkpoints" / "iter_000.safetensors", template=model)
-    mult, _ = match_latency(dev, start, shape, a["measured_ms"], iterations=5)
+    mult, _ = match_latency(dev, start, shape, a["measured_ms"])
     uni = evaluate_width(dev, start, shape, mult, cfg.data_args(), s["fine_tune_steps"], seed=cfg.seed)
     console.print(f"uniform width x{mult:.3f}: {uni['measured_ms']:.3f} ms, top-1 {uni['accuracy']:.1%} after "
                   f"{uni['steps']} fine-tune steps (NetAdapt: {a['accuracy']:.1%} at {a['measured_ms']:.3f} ms)")
@@ -171,6 +171,9 @@ def _adapt(console, dev, out_dir, report, steps: int = 300, **_):
             "noise_pct", "fine_tune_steps")
     return {"budget_ms": budget, "start_ms": start_ms, "summary": {k: s[k] for k in keys}, "uniform": uni,
             "out": cfg.out, "plot": str(run / "trajectory.png")}
+
+
+_VERDICT = {"meets": "meets", "misses": "misses", "within noise": "within the measurement noise of"}
 
 
 def _value(row: dict) -> float:
@@ -203,7 +206,7 @@ def write_report(path: Path, r: dict) -> None:
     lines += [f"## Search under {srch['target_ms']:.3f} ms, hard constraint ({srch['samples']} samples, evolution, "
               f"naswot score)", "",
               f"Best: predicted {b['latency_ms']:.3f} ms, measured {b.get('measured_ms', float('nan')):.3f} ms "
-              f"({b.get('target_verdict', '?')} the target); naswot score {_value(b):.3f} — a zero-cost proxy, not "
+              f"({_VERDICT.get(b.get('target_verdict'), '?')} the target); naswot score {_value(b):.3f} — a zero-cost proxy, not "
               f"an accuracy. Pareto front: {srch['pareto_size']} networks.", "",
               _image(path, srch.get("plot"), "search samples and front"), ""]
     s = adp["summary"]
@@ -212,7 +215,9 @@ def write_report(path: Path, r: dict) -> None:
               "| | measured ms | top-1 | params | MACs |", "|---|---:|---:|---:|---:|",
               f"| original | {o['measured_ms']:.3f} | {o['accuracy']:.1%} | {o['params']:,} | {o['macs']:,} |",
               f"| adapted | {a['measured_ms']:.3f} | {a['accuracy']:.1%} | {a['params']:,} | {a['macs']:,} |", "",
-              f"Speed-up {s['speedup']:.2f}x ({s['speedup_verdict']}), budget {s['budget_verdict']} "
+              f"Speed-up {s['speedup']:.2f}x ({s['speedup_verdict']}), budget "
+              f"{'met' if s['budget_met'] else 'missed'}"
+              f"{' by less than the noise' if s['budget_verdict'] == 'within noise' else ''} "
               f"(noise ±{s['noise_pct']:.0f}%), {s['iterations']} iterations.", "",
               f"Uniform width x{adp['uniform']['width_mult']:.3f} from the same trained start, fine-tuned as many "
               f"steps ({adp['uniform']['steps']}): {adp['uniform']['measured_ms']:.3f} ms, top-1 "
