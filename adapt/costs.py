@@ -33,6 +33,7 @@ class LayerCosts:
         self.store = LutStore(db)
         self.path = self.store.path
         self.timed = 0  # convs timed by this instance (the rest came from the table)
+        self.on_timed = None  # called with the conv's key after each one timed (a progress bar)
 
     def key(self, name: str, cin: int, cout: int) -> str:
         k, s, p, d, dw = self.specs[name]
@@ -55,6 +56,8 @@ class LayerCosts:
         fp = self.device.fingerprint()
         self.store.put_latency(fp, f"{fp.get('runtime')} {fp.get('runtime_version')}", key, lat)
         self.timed += 1
+        if self.on_timed is not None:
+            self.on_timed(key)
         return self.store.get(self.fp, key)["value_ms"]
 
     def delta(self, changes: list[ConvChange]) -> float:

@@ -154,8 +154,15 @@ class NetAdapt:
         work.mkdir(parents=True, exist_ok=True)
         floor = state.get("floor", 0.0)
         for halving in range(MAX_HALVINGS + 1):
-            plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit, cfg.max_cut,
-                             cfg.min_proposals)
+            # layers not in the table yet are timed while the cuts are planned: their count is known only as
+            # they come, so the bar counts them without a total
+            with progress(None, f"iteration {i}: timing layers new to the table") as bar:
+                costs.on_timed = lambda _key: bar.advance()
+                try:
+                    plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit,
+                                     cfg.max_cut, cfg.min_proposals)
+                finally:
+                    costs.on_timed = None
             target, delta = plan.target, plan.delta
             proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
                                   str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),

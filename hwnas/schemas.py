@@ -22,9 +22,10 @@ SCHEMA_VERSIONS = {
     "scale": 1,
     "adapt": 1,
     "cache-info": 1,
+    "profile-devices": 1,   # `hwnas profile --device a,b`: one profile result per device
 }
 # the results that are lists, written as {"schema": ..., "items": [...]}
-LISTS = frozenset({"devices", "models", "lut-list"})
+LISTS = frozenset({"devices", "models", "lut-list", "profile-devices"})
 
 
 def schema_id(kind: str) -> str:

@@ -87,7 +87,8 @@ def test_every_json_result_has_a_versioned_schema_document():
     kinds = {k for k, _ in _json_commands()}
     assert {"profile", "devices", "models", "lut-build", "lut-validate", "lut-list", "search", "scale", "adapt",
             "cache-info"} <= kinds
-    assert kinds | {"lut-export"} == set(SCHEMA_VERSIONS)  # lut export writes a file, not --json
+    # lut export writes a file, not --json; profile-devices is what profile writes for several devices
+    assert kinds | {"lut-export", "profile-devices"} == set(SCHEMA_VERSIONS)
     assert {p.name[:-len(".schema.json")] for p in SCHEMAS.glob("*.schema.json")} == set(SCHEMA_VERSIONS)
     for kind in SCHEMA_VERSIONS:
         doc = load(kind)
@@ -143,6 +144,22 @@ def test_profile_json_from_the_hwnas_command(tmp_path):
     out = tmp_path / "p.json"  # a file gets the same stamped JSON
     assert hwnas("profile", "--model", "lenet5", "--runs", "3", "--json", str(out), env={**os.environ}).returncode == 0
     valid(strict(out.read_text()), "profile")
+
+
+def test_profile_on_several_devices_is_one_result_each(tmp_path):
+    r = hwnas("profile", "--model", "lenet5", "--device", "cpu,torch-cpu", "--runs", "3", "--no-memory", "--json", "-",
+              env={**os.environ})
+    assert r.returncode == 0, r.stderr
+    d = valid(strict(r.stdout), "profile-devices")
+    assert [x["device"] for x in d["items"]] == ["cpu", "torch-cpu"] and all(x["measured_ms"] > 0 for x in d["items"])
+    assert d["items"][0]["fingerprint"]["key"] != d["items"][1]["fingerprint"]["key"]
+    r = hwnas("profile", "--model", "lenet5", "--device", "cpu,torch-cpu", "--runs", "3", "--no-memory",
+              env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0 and "lenet5 on 2 devices" in r.stdout and "vs cpu" in r.stdout, r.stdout
+    for bad, words in ((["--device", "cpu,cpu"], "several different ones"), (["--device", "cpu,nope"], "nope"),
+                       (["--device", "cpu,torch-cpu", "--csv", str(tmp_path / "x.csv")], "give one --device")):
+        r = hwnas("profile", "--model", "lenet5", *bad, env={**os.environ})
+        assert r.returncode != 0 and words in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr
 
 
 def test_devices_json():

@@ -8,7 +8,9 @@ from hwnas.errors import HwnasError
 
 
 @click.command("profile")
-@click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
+@click.option("--device", "-d", default="cpu", show_default=True,
+              help="Device name (see `hwnas devices`), or several separated by commas: each profiled in turn, "
+                   "then compared side by side.")
 @click.option("--model", "-m", required=True, help="Zoo model name, a .onnx / .tflite file, or package.module:factory "
               "(your own nn.Module; give --input-shape).")
 @click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
@@ -46,7 +48,10 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, rounds,
     from hwnas.modelspec import is_factory
     from hwnas.progress import log
 
-    dev = get_device(device, devices_file)  # an unknown device or a bad devices file fails before any work
+    names = [d.strip() for d in device.split(",") if d.strip()]
+    if not names or len(set(names)) != len(names):
+        raise HwnasError(f"--device takes one name or several different ones separated by commas, got {device!r}")
+    devs = [get_device(n, devices_file) for n in names]  # an unknown device or a bad devices file fails first
     is_file = is_model_file(model)
     if is_file and input_size is not None:
         raise HwnasError("--input-size is for zoo models; a model file's input comes from the file "
@@ -67,14 +72,40 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, rounds,
         get_info(model)  # unknown names fail here, before any work
         shape = model_input_shape(model, input_size, batch)
     per_op = per_op or top is not None or csv_out is not None
-    result = profile(dev, model, shape, warmup=warmup, runs=runs, rounds=rounds, adaptive=adaptive, per_op=per_op,
-                     threads=threads, memory=memory, log=log if json_out != "-" else None)
+    if csv_out and len(devs) > 1:
+        raise HwnasError("--csv writes the per-op times of one device; give one --device")
+    results = []
+    for dev in devs:
+        result = profile(dev, model, shape, warmup=warmup, runs=runs, rounds=rounds, adaptive=adaptive,
+                         per_op=per_op, threads=threads, memory=memory, log=log if json_out != "-" else None)
+        results.append(result)
+        if json_out != "-":
+            _print_table(result, top)
     if json_out:
-        write_json(json_out, result)
+        if len(results) == 1:
+            write_json(json_out, results[0])
+        else:
+            write_json(json_out, results, kind="profile-devices")
     if csv_out:
-        write_per_op_csv(csv_out, result, top)
-    if json_out != "-":
-        _print_table(result, top)
+        write_per_op_csv(csv_out, results[0], top)
+    if len(results) > 1 and json_out != "-":
+        _print_comparison(results)
+
+
+def _print_comparison(results: list[dict]) -> None:
+    """The devices side by side: measured latency, its statistic and spread, and the ratio to the first."""
+    from rich.console import Console
+    from rich.table import Table
+    base = results[0]["measured_ms"]
+    t = Table(title=f"{results[0]['model']} on {len(results)} devices (each measured with the protocol, one after "
+                    f"the other)")
+    for col in ("device", "measured ms", "statistic", "halves agree", f"vs {results[0]['device']}", "fingerprint"):
+        t.add_column(col, justify="left" if col in ("device", "statistic", "fingerprint") else "right")
+    for r in results:
+        t.add_row(r["device"], f"{r['measured_ms']:.3f}", r["statistic"],
+                  f"±{r['reproducibility']['spread_pct'] / 2:.2f}%", f"{r['measured_ms'] / base:.2f}x",
+                  str(r["fingerprint"].get("key")))
+    Console().print(t)
 
 
 def slowest_ops(r: dict, top: int | None = None) -> list[dict]:

@@ -13,7 +13,8 @@ from hwnas.progress import log as _log
               help="Search space: mnasnet, mnasnet-tiny, nasnet (normal + reduction cells), pnas (tied cells).")
 @click.option("--target", "--budget", "target", required=True,
               help="Latency target T, e.g. 20ms, 0.02s, 20000us (--budget: the same, as adapt calls it).")
-@click.option("--w", "w", type=float, default=None, help="Soft reward exponent (alpha = beta = w; default -0.07).")
+@click.option("--reward-exponent", "--w", "w", type=float, default=None,
+              help="Soft reward exponent w (alpha = beta = w; default -0.07). --w: the same (older name).")
 @click.option("--hard", is_flag=True, help="Hard constraint: alpha = 0, beta = -1.")
 @click.option("--alpha", type=float, default=None, help="Custom exponent under the target.")
 @click.option("--beta", type=float, default=None, help="Custom exponent over the target.")

@@ -22,10 +22,13 @@ def test_costs_measured_once_then_read_back(tmp_path):
     m = TinyNet()
     dev = get_device("cpu")
     costs = LayerCosts(dev, m, SHAPE, db=db, protocol=fast_protocol(2, 5, 2))
+    told = []
+    costs.on_timed = told.append  # what a progress bar is told: each conv as it is timed, never a cached one
     wide = costs.latency("head.0", 64, 128)
     narrow = costs.latency("head.0", 64, 8)
     assert wide > 0 and narrow > 0 and costs.timed == 2
     assert costs.latency("head.0", 64, 128) == wide and costs.timed == 2  # cached
+    assert told == [costs.key("head.0", 64, 128), costs.key("head.0", 64, 8)]
     g = build_graph(m, SHAPE)
     d = costs.delta(conv_changes(m, g, "head.0", 120))
     assert d == costs.latency("head.0", 64, 8) - wide

@@ -35,7 +35,8 @@ def test_a_bad_setting_names_the_field_in_python_and_the_flag_in_the_cli():
         SearchConfig(target="5ms", hard=True, w=-0.1)
     assert str(e.value).startswith("hard sets alpha=0, beta=-1: do not combine it with w, alpha or beta")
     assert e.value.named(flag_namer(_command("search"))).startswith("--hard sets alpha=0, beta=-1: do not "
-                                                                      "combine it with --w, --alpha or --beta")
+                                                                      "combine it with --reward-exponent, --alpha "
+                                                                      "or --beta")
     with pytest.raises(SettingError, match="^initial_step must be in"):
         AdaptConfig("tinynet", budget_ms=1.0, initial_step=1.5).check()
     with pytest.raises(SettingError, match="^budget_ms must be a positive latency"):
@@ -57,7 +58,8 @@ def test_flag_namer_spells_options_arguments_and_negated_flags():
 
 def test_the_cli_shows_flags(tmp_path):
     r = hwnas("search", "--target", "5ms", "--hard", "--w", "0.1", "--out", str(tmp_path / "s"), timeout=300)
-    assert_one_line_error(r, "--hard sets alpha=0, beta=-1: do not combine it with --w, --alpha or --beta")
+    assert_one_line_error(r, "--hard sets alpha=0, beta=-1: do not combine it with --reward-exponent, --alpha or "
+                             "--beta")  # asked as --w, the old name: told the current one
     assert not (tmp_path / "s").exists()
     r = hwnas("adapt", "mobilenet_v2", "--budget", "1ms", "--importance", "nope", "--out", str(tmp_path / "a"),
               timeout=300)
