@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwnas.settings import finite, record, require
+from hwnas.settings import finite, literal, record, require
 
 # settings that say where output goes or how many processes help: not recorded, free to change on --resume
 NOT_RECORDED = ("out", "resume", "executor", "ray_address", "devices_file", "db", "max_iterations")
@@ -57,7 +57,7 @@ class AdaptConfig:
     def check(self) -> None:
         """Every value in range, or one SettingError naming the first that is not."""
         require(finite(self.budget_ms) and self.budget_ms > 0, "{} must be a positive latency, got "
-                + repr(self.budget_ms).replace("{", "{{"), "budget_ms")
+                + literal(repr(self.budget_ms)), "budget_ms")
         for name in ("short_steps", "long_epochs", "pretrain_steps"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, "{} must be 0 or more", name)
         for name in ("input_size", "workers", "unit", "min_proposals", "batch_size", "runs", "max_iterations"):

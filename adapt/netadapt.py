@@ -26,7 +26,7 @@ from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model,
 from hwnas.adapt.report import update_trajectory
 from hwnas.errors import HwnasError
 from hwnas.progress import progress
-from hwnas.settings import SettingError
+from hwnas.settings import SettingError, literal
 from hwnas.rundir import RunLock, prepare_dir
 
 
@@ -226,7 +226,7 @@ class NetAdapt:
         cfg = self.cfg
         state = ckpt.load_state(self.out)
         if state is not None and not cfg.resume:
-            raise SettingError(f"{self.out} already holds a NetAdapt run; pass {{}} to continue it or choose "
+            raise SettingError(f"{literal(self.out)} already holds a NetAdapt run; pass {{}} to continue it or choose "
                                f"another {{}}", "resume", "out")
         if state is not None:
             ckpt.check_same_run(state, self._config_record(), self.out)

@@ -225,13 +225,10 @@ def check_same_config(saved: dict, config: dict, where: str | os.PathLike, what:
     e.g. how many samples are still to come, or how many workers run)."""
     changed = [k for k in sorted(set(config) - set(ignore)) if saved.get(k) != config.get(k)]
     if changed:
-        from hwnas.settings import SettingError
-
-        def esc(text) -> str:
-            return str(text).replace("{", "{{").replace("}", "}}")
-        details = ", ".join("{}: " + esc(f"{saved.get(k)!r} -> {config.get(k)!r}") for k in changed[:4])
+        from hwnas.settings import SettingError, literal
+        details = ", ".join("{}: " + literal(f"{saved.get(k)!r} -> {config.get(k)!r}") for k in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-        raise SettingError(f"cannot resume {esc(where)}: the {what} changed ({details}{more}); resume with the same "
+        raise SettingError(f"cannot resume {literal(where)}: the {what} changed ({details}{more}); resume with the same "
                            f"settings or choose another {{}}", *changed[:4], "out")
 
 

@@ -25,6 +25,12 @@ class SettingError(HwnasError):
         return self.template.format(*(name_of(s) for s in self.settings))
 
 
+def literal(text) -> str:
+    """`text` as it must appear inside a SettingError template: its braces doubled (a path or a value may hold
+    some), so that only the template's own `{}` are filled with setting names."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 def require(ok: bool, template: str, *settings: str) -> None:
     if not ok:
         raise SettingError(template, *settings)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hwnas.settings import finite, record, require
+from hwnas.settings import finite, literal, record, require
 
 DEFAULT_W = -0.07  # MnasNet's soft-reward exponent
 
@@ -21,7 +21,7 @@ def target_ms(target) -> float:
     except SettingError:
         raise
     except Exception as e:  # the unit parser's message, said of the setting
-        raise SettingError("{}: " + str(e).replace("{", "{{").replace("}", "}}"), "target") from None
+        raise SettingError("{}: " + literal(e), "target") from None
 
 
 @dataclass

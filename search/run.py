@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from hwnas.errors import HwnasError
-from hwnas.settings import SettingError
+from hwnas.settings import SettingError, literal
 from hwnas.rundir import (RunLock, append_jsonl, atomic_write_bytes, atomic_write_json, check_same_config,
                           prepare_dir, read_json, read_jsonl)
 from hwnas.search.results import Results, SearchResult
@@ -100,7 +100,7 @@ class SearchRun(Results):
         cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
         has_samples = samples_path.exists() and samples_path.stat().st_size > 0
         if has_samples and not self.resume:
-            raise SettingError(f"{self.out} already holds a search ({SAMPLES}); pass {{}} to continue it "
+            raise SettingError(f"{literal(self.out)} already holds a search ({SAMPLES}); pass {{}} to continue it "
                                f"or choose another {{}}", "resume", "out")
         if self.resume and cfg_path.exists():
             check_same_config(read_json(cfg_path, "search config"), self.config, self.out, "search settings",
@@ -148,7 +148,9 @@ class SearchRun(Results):
         records = self._prepare_dir()
         self._restore(records)
         if len(records) < self.samples:
-            self._warm_up()
+            # an estimator's one-off work (the supernet's training) before the bar, whose ETA then counts search
+            # steps only
+            self.estimator.warm_up(self.log)
         samples_path = self.out / SAMPLES
         ctx = (self.progress(self.samples, len(records)) if self.progress and len(records) < self.samples
                else contextlib.nullcontext(None))
@@ -165,11 +167,6 @@ class SearchRun(Results):
                     self._record(i, arch, acc, records, samples_path, bar)
                     i += 1
         return self.finish(records)
-
-    def _warm_up(self) -> None:
-        """An estimator's one-off work (the supernet's training) runs here, before the search's bar starts, so
-        that the bar's ETA measures search steps only (Estimator.warm_up)."""
-        self.estimator.warm_up(self.log)
 
     def _record(self, i, arch, acc, records, samples_path, bar) -> None:
         """Sample i: append it to samples.jsonl, tell the strategy, checkpoint."""

@@ -37,7 +37,7 @@ from hwnas.search.reward import Reward
 from hwnas.rundir import RunLock, append_jsonl, atomic_write_json, check_same_config, prepare_dir, read_json, read_jsonl
 from hwnas.search.config import ScaleConfig
 from hwnas.search.run import CONFIG, SAMPLES, read_samples
-from hwnas.settings import SettingError
+from hwnas.settings import SettingError, literal
 
 PHI_FILE = "phi.jsonl"
 MIN_RESOLUTION = 16
@@ -213,7 +213,7 @@ class CompoundScaling:
     def _prepare_dir(self) -> list[dict]:
         cfg_path, samples_path = self.out / CONFIG, self.out / SAMPLES
         if samples_path.exists() and samples_path.stat().st_size > 0 and not self.resume:
-            raise SettingError(f"{self.out} already holds a scaling run ({SAMPLES}); pass {{}} to continue "
+            raise SettingError(f"{literal(self.out)} already holds a scaling run ({SAMPLES}); pass {{}} to continue "
                                f"it or choose another {{}}", "resume", "out")
         if self.resume and cfg_path.exists():
             check_same_config(read_json(cfg_path, "scaling config"), self.config, self.out, "scaling settings",

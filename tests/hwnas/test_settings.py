@@ -96,3 +96,13 @@ def test_a_target_latency_is_spelled_the_same_in_every_command():
         return next(p for p in _command(command).params if p.name == name).opts
     for command, name in (("search", "target"), ("scale", "target"), ("adapt", "budget_ms")):
         assert {"--target", "--budget"} <= set(opts(command, name)), command
+
+
+def test_a_value_with_braces_is_shown_as_it_is():
+    from hwnas.rundir import check_same_config
+    from hwnas.settings import literal
+    e = SettingError(literal("runs/{x}") + " already holds a run; pass {}", "resume")
+    assert str(e) == "runs/{x} already holds a run; pass resume"
+    with pytest.raises(SettingError, match=r"cannot resume runs/\{a\}: .*seed: '\{1\}' -> 2.*another out") as e:
+        check_same_config({"seed": "{1}"}, {"seed": 2}, "runs/{a}")
+    assert e.value.named(lambda s: "--" + s).endswith("another --out")
