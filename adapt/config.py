@@ -10,7 +10,7 @@ from hwnas.settings import finite, literal, record, require
 NOT_RECORDED = ("out", "resume", "executor", "ray_address", "devices_file", "db", "max_iterations")
 # recorded settings a resume may change: how many proposals run at once changes no result; the accuracy floor
 # may be lowered (or raised) when an iteration stopped because every proposal fell below it
-RESUMABLE = ("workers", "accuracy_floor")
+RESUMABLE = ("workers", "accuracy_floor", "train_device")
 # names runs of earlier versions recorded (read on resume as today's names)
 RENAMED = {"initial_fraction": "initial_step"}
 
@@ -23,6 +23,8 @@ class AdaptConfig:
     data: str = "digits"
     weights: str | None = None
     input_size: int = 32
+    batch: int = 1                  # the batch every latency is measured at (training batches: batch_size)
+    train_device: str = "auto"      # where fine-tuning runs: auto (a GPU if torch sees one), cpu, cuda, cuda:N
     importance: str = "l2"          # which channels of a group go first (adapt/importance.py)
     out: str | None = None           # default runs/adapt-<model>-<device>
     short_steps: int = 50
@@ -60,7 +62,8 @@ class AdaptConfig:
                 + literal(repr(self.budget_ms)), "budget_ms")
         for name in ("short_steps", "long_epochs", "pretrain_steps"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, "{} must be 0 or more", name)
-        for name in ("input_size", "workers", "unit", "min_proposals", "batch_size", "runs", "max_iterations"):
+        for name in ("input_size", "batch", "workers", "unit", "min_proposals", "batch_size", "runs",
+                     "max_iterations"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "{} must be at least 1",
                     name)
         require(finite(self.initial_step) and 0 < self.initial_step < 1, "{} must be in (0, 1)", "initial_step")
@@ -71,6 +74,8 @@ class AdaptConfig:
         for name in ("lr", "pretrain_lr"):
             require(finite(getattr(self, name)) and getattr(self, name) > 0, "{} must be above 0", name)
         from hwnas.adapt.importance import get_importance
+        from hwnas.train import check_train_device
+        check_train_device(self.train_device)
         get_importance(self.importance)  # an unknown criterion: one line listing the known ones
 
     def record(self) -> dict:

@@ -28,6 +28,7 @@ class LayerCosts:
         self.fp = device.fingerprint_key()
         self.protocol = protocol or OP
         self.sizes = conv_input_sizes(model, input_shape)
+        self.batch = int(input_shape[0])  # each conv is timed at the network's batch
         self.specs = {n: (m.kernel_size, m.stride, m.padding, m.dilation, m.groups > 1 and m.groups == m.in_channels)
                       for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
         self.store = LutStore(db)
@@ -38,7 +39,8 @@ class LayerCosts:
     def key(self, name: str, cin: int, cout: int) -> str:
         k, s, p, d, dw = self.specs[name]
         h, w = self.sizes[name]
-        return conv_key(h, w, cin, cout, k, s, p, d, dw)
+        key = conv_key(h, w, cin, cout, k, s, p, d, dw)
+        return key if self.batch == 1 else f"{key}-n:{self.batch}"  # batch-1 keys as they always were
 
     def latency(self, name: str, cin: int, cout: int) -> float:
         if cin <= 0 or cout <= 0:
@@ -52,7 +54,7 @@ class LayerCosts:
             cout = cin
         conv = nn.Conv2d(cin, cout, k, s, p, d, groups=cin if dw else 1, bias=False).eval()
         h, w = self.sizes[name]
-        lat = self.device.latency(conv, (1, cin, h, w), self.protocol)
+        lat = self.device.latency(conv, (self.batch, cin, h, w), self.protocol)
         fp = self.device.fingerprint()
         self.store.put_latency(fp, f"{fp.get('runtime')} {fp.get('runtime_version')}", key, lat)
         self.timed += 1

@@ -71,6 +71,8 @@ class NetAdapt:
         self.template = None  # the unpruned network files are rebuilt from (a module handed in from Python)
         self.base = None      # or the zoo record (set once the class count is known)
         self.weights: dict | None = None  # the --weights state dict, read before any work
+        self.train_device = "cpu"         # resolved from cfg.train_device when the run starts
+        self.lat_shape = None             # (batch, C, H, W) latencies are measured at, set when the run starts
 
     def _path(self, rel: str | Path) -> Path:
         """Files of the run are recorded relative to --out (a resume from another directory finds them)."""
@@ -99,7 +101,7 @@ class NetAdapt:
         model = _create(cfg, split.num_classes, self.user_model)
         # Reachability first, before any training: the narrowest network this method can produce.
         narrow = scale_width(copy.deepcopy(model), shape, 1e-9, cfg.unit)
-        ms = _measure(device, {"minimum": narrow, "original": model}, shape, cfg.runs)
+        ms = _measure(device, {"minimum": narrow, "original": model}, self.lat_shape, cfg.runs)
         min_ms, orig_ms = ms["minimum"].ms, ms["original"].ms
         _log(f"{cfg.model}: {orig_ms:.3f} ms measured on {cfg.device}; minimum width {min_ms:.3f} ms; "
              f"budget {cfg.budget_ms:.3f} ms")
@@ -109,13 +111,14 @@ class NetAdapt:
         if cfg.weights:
             _load_weights(model, self.weights, cfg.weights)
             pre = "loaded " + cfg.weights
-            acc = fine_tune(model, cfg.data_args(), 0, cfg.batch_size, cfg.lr, cfg.seed, "evaluate")
+            acc = fine_tune(model, cfg.data_args(), 0, cfg.batch_size, cfg.lr, cfg.seed, "evaluate",
+                            device=self.train_device)
         else:
             _log(f"no --weights: training {cfg.model} from scratch on {cfg.data} for {cfg.pretrain_steps} steps "
                  f"before adapting")
             pre = f"trained from scratch for {cfg.pretrain_steps} steps"
             acc = fine_tune(model, cfg.data_args(), cfg.pretrain_steps, cfg.batch_size, cfg.pretrain_lr,
-                            cfg.seed, "pre-train", show_progress=True)
+                            cfg.seed, "pre-train", show_progress=True, device=self.train_device)
         path = self._save(model, "checkpoints/iter_000.safetensors")
         row = {"iteration": 0, "group": "", "channels": 0, "new_channels": 0, "target_ms": None,
                "predicted_ms": orig_ms, "measured_ms": orig_ms, "accuracy": float(acc),
@@ -167,7 +170,8 @@ class NetAdapt:
             proposals = [Proposal(c.group, c.channels, c.new_channels, c.predicted_ms, str(self._path(last_path)),
                                   str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
                                   cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
-                                  base=self.base, template=self.template, criterion=cfg.importance)
+                                  base=self.base, template=self.template, criterion=cfg.importance,
+                                  train_device=self.train_device)
                          for c in plan.cuts]
             _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
                  f"{cfg.short_steps} short-term steps each")
@@ -189,7 +193,7 @@ class NetAdapt:
             delta /= 2
         chosen = pick(kept, cur_acc, cur_ms)
         model = load_model(chosen.model_out, self.template)
-        lat = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+        lat = _measure(device, {"network": model}, self.lat_shape, cfg.runs)["network"]
         measured = lat.ms
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
@@ -237,7 +241,10 @@ class NetAdapt:
         device = get_device(cfg.device, cfg.devices_file)
         device.check()
         split = load_split(cfg.data_args())
-        shape = (1, *split.input_shape)
+        shape = (1, *split.input_shape)  # what the network's graph, counts and files are made at
+        self.lat_shape = (cfg.batch, *split.input_shape)  # what every latency is measured at
+        from hwnas.train import resolve_train_device
+        self.train_device = resolve_train_device(cfg.train_device)
         self._bind_base(split.num_classes)
         if state is None:
             state = self._start(device, split, shape)
@@ -245,7 +252,7 @@ class NetAdapt:
             update_trajectory(self.out, state, device)
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
-        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), shape, db=cfg.db)
+        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), self.lat_shape, db=cfg.db)
         executor = None
         if cfg.executor != "local" or cfg.ray_address:
             from hwnas.executor import get_executor
@@ -279,8 +286,8 @@ class NetAdapt:
         steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
-                        show_progress=True)
-        lat = _measure(device, {"network": model}, shape, cfg.runs)["network"]
+                        show_progress=True, device=self.train_device)
+        lat = _measure(device, {"network": model}, self.lat_shape, cfg.runs)["network"]
         measured = lat.ms
         path = self._save(model, "final.safetensors")
         state = {**state, "final": {"path": path, "accuracy": float(acc), "measured_ms": measured,

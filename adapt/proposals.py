@@ -32,6 +32,7 @@ class Proposal:
     base: dict | None = None   # the zoo network the files are pruned from (modelfile.zoo_base)
     template: object = None    # or the unpruned module itself (a network handed in from Python)
     criterion: str = "l2"      # which channels go first (a name of hwnas.adapt.importance)
+    train_device: str = "cpu"  # where the short-term fine-tuning runs
 
 
 @dataclass
@@ -71,15 +72,16 @@ def save_model(model, path, base: dict | None) -> None:
 
 
 def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str,
-              show_progress: bool = False):
+              show_progress: bool = False, device: str = "cpu"):
     from hwnas.data import make_loaders
     from hwnas.train import evaluate, seed_everything, train
     split = load_split(data)
     seed_everything(seed)
     train_loader, val_loader = make_loaders(split, batch_size=batch_size, seed=seed)
     if steps > 0:
-        train(model, train_loader, steps=steps, lr=lr, progress_bar=show_progress, description=description)
-    return evaluate(model, val_loader)
+        train(model, train_loader, steps=steps, lr=lr, progress_bar=show_progress, description=description,
+              device=device)
+    return evaluate(model, val_loader, device=device)
 
 
 def evaluate_proposal(p: Proposal) -> ProposalResult:
@@ -90,7 +92,8 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
     model = load_model(p.model_in, p.template)
     graph = build_graph(model, p.input_shape)
     prune_group(model, graph, p.group, p.channels - p.new_channels, p.criterion)
-    acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}")
+    acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}",
+                    device=p.train_device)
     save_model(model, p.model_out, p.base)
     return ProposalResult(p.group, p.channels, p.new_channels, p.predicted_ms, float(acc), p.model_out)
 

@@ -42,6 +42,7 @@ KINDS = {
     "artifacts": "ONNX and .tflite exports of networks, by model hash",
     "supernet": "trained supernet checkpoints and their rank-correlation reports",
     "counts": "parameter and MAC counts of zoo models, by model source hash",
+    "tensorrt": "TensorRT engines onnxruntime's TensorRT provider built (one per model, GPU and precision)",
 }
 DEFAULT_MAX = "2GB"
 IN_USE_S = 3600.0

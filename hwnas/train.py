@@ -19,6 +19,45 @@ from hwnas.errors import HwnasError
 from hwnas.progress import progress as _progress
 
 
+TRAIN_DEVICES = ("auto", "cpu", "cuda")  # and cuda:N for one GPU of several
+
+
+def check_train_device(spec: str) -> str:
+    """`spec` if it names a training device (auto, cpu, cuda or cuda:N), else a SettingError of `train_device`."""
+    from hwnas.settings import SettingError, literal
+    ok = isinstance(spec, str) and (spec in TRAIN_DEVICES or (spec.startswith("cuda:") and spec[5:].isdigit()))
+    if not ok:
+        raise SettingError("{} is auto, cpu, cuda or cuda:N, not " + literal(repr(spec)), "train_device")
+    return spec
+
+
+def resolve_train_device(spec: str = "auto") -> str:
+    """Where training runs: "auto" is the first GPU torch sees, else the CPU; "cuda"/"cuda:N" where there is no
+    such GPU is one SettingError (never a quiet fall back to the CPU: the user asked for the GPU)."""
+    from hwnas.settings import SettingError
+    spec = check_train_device(spec)
+    if spec == "cpu":
+        return "cpu"
+    available = torch.cuda.is_available()
+    if spec == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device"
+        raise SettingError("{} " + spec + ": " + why + " (use auto or cpu)", "train_device")
+    index = int(spec[5:]) if ":" in spec else 0
+    if index >= torch.cuda.device_count():
+        raise SettingError("{} " + spec + f": this machine has {torch.cuda.device_count()} CUDA device(s)",
+                           "train_device")
+    return spec
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        p = next(iter(model.buffers()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -69,7 +108,9 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
     """Train `model` for exactly `steps` optimizer steps (cycling over `loader` as often as needed), or
     `epochs` passes over `loader`; give exactly one of the two. `agc_clip` turns on adaptive gradient
     clipping for every parameter but the last Linear layer's. `threads` calls torch.set_num_threads.
-    `progress=False` (or the older `progress_bar=False`) keeps the bar off even on a terminal."""
+    `progress=False` (or the older `progress_bar=False`) keeps the bar off even on a terminal.
+    `device` ("cpu", "cuda", "cuda:N"; see resolve_train_device for "auto") is where the steps run; the model is
+    moved there and back to where it was, so a caller exporting or timing it afterwards finds it unchanged."""
     if progress_bar is not None:
         progress = progress_bar
     if (steps is None) == (epochs is None):
@@ -82,6 +123,9 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
         raise HwnasError(f"training needs at least one step, got {total}")
     if threads is not None:
         torch.set_num_threads(threads)
+    if device == "auto":
+        device = resolve_train_device(device)
+    home = _device_of(model)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
@@ -117,6 +161,7 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
                 bar.advance()
                 if step >= total:
                     break
+    model.to(home)
     if not math.isfinite(loss_value):
         raise HwnasError(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
     return TrainResult(steps=step, final_loss=loss_value, seconds=time.perf_counter() - start)
@@ -128,13 +173,17 @@ def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: str = "cpu") -> float:
-    """Top-1 accuracy in [0, 1]."""
+    """Top-1 accuracy in [0, 1], computed on `device` (the model is moved back to where it was after)."""
+    if device == "auto":
+        device = resolve_train_device(device)
     was_training = model.training
+    home = _device_of(model)
     model.to(device).eval()
     correct = total = 0
     for x, y in loader:
         correct += count_correct(model(x.to(device)), y.to(device))
         total += len(y)
+    model.to(home)
     model.train(was_training)
     if total == 0:
         raise HwnasError("the evaluation data loader is empty")

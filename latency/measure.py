@@ -148,7 +148,8 @@ def median_ci_halfwidth(samples: np.ndarray, z: float = 1.96) -> float:
 def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive: bool = False,
             rel_ci: float = 0.01, min_runs: int = 10, max_runs: int = 2000, time_cap_s: float = 60.0,
             min_time_s: float = 0.0, on_sample: Callable[[int, float], None] | None = None,
-            pair: Callable[[], Any] | None = None, pair_every: int = 1) -> Measurement:
+            pair: Callable[[], Any] | None = None, pair_every: int = 1,
+            sync: Callable[[], Any] | None = None) -> Measurement:
     """Time `fn()` (which must do one complete inference with inputs made beforehand).
 
     Fixed mode runs exactly `runs` timed calls. Adaptive mode keeps going until the 95% CI of the
@@ -161,6 +162,10 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
     so that each stretch of samples has a reading of the machine's speed at that moment next to it
     (Measurement.paired_ms; see hwnas.latency.protocol).
 
+    `sync` (an accelerator's): waits until the work `fn` queued has finished. It is called once, untimed, before
+    the first timed call (the warm-up's queue drained), and inside every timed window right after `fn()`, so a
+    sample is the call's complete time on the device, not the time to queue it (a GPU runs asynchronously).
+
     Inside a `cancellable` block it raises MeasurementCancelled between two calls once told to stop.
     """
     if warmup < 0 or runs < 1:
@@ -169,11 +174,19 @@ def measure(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, adaptive
         raise ValueError("pair_every must be >= 1")
     stop = getattr(_stop, "check", None) or _keep_going
     stop()
+    if sync is not None:
+        call = fn
+
+        def fn():  # the device's work finished inside the timed window
+            call()
+            sync()
     for _ in range(warmup):
         fn()
         if pair is not None:
             pair()
         stop()
+    if sync is not None:
+        sync()  # untimed: nothing queued before the first timed call (fn ends with sync: none after it)
     clock = time.perf_counter_ns
     samples: list[float] = []
     paired: list[float] = []

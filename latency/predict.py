@@ -62,8 +62,9 @@ def fastest_problem(ms: float) -> str | None:
 def build_command(space, device) -> str:
     """The command that builds (or resumes, or refits) the table of `space` on `device`."""
     size = getattr(space, "input_size", None)
+    batch = getattr(space, "batch", 1)
     return (f"hwnas lut build --device {device.name} --space {space.name}"
-            + (f" --input-size {size}" if size else ""))
+            + (f" --input-size {size}" if size else "") + (f" --batch {batch}" if batch > 1 else ""))
 
 
 class LatencyPredictor:

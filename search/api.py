@@ -61,7 +61,8 @@ def search(config: SearchConfig | None = None, *, protocol=None, log: Callable[[
     out = Path(c.out)
     # strategy and estimator first: a wrong option or a space they cannot serve fails before the table is built
     strat = get_strategy(c.strategy, space_obj, seed=c.seed, **c.strategy_options)
-    est = get_estimator(c.estimator, space_obj, data=c.data, seed=c.seed, **c.estimator_options)
+    est = get_estimator(c.estimator, space_obj, data=c.data, seed=c.seed, train_device=c.train_device,
+                        **c.estimator_options)
     dev = get_device(c.device, c.devices_file)
     dev.check()
     predictor = load_predictor(space_obj, dev, c.db, build_missing=c.build, log=log)

@@ -48,8 +48,11 @@ class SearchConfig:
     executor: Any = "local"          # "local" (this process), "ray", or an hwnas.executor.Executor
     ray_address: str | None = None
     devices_file: str | None = None
+    train_device: str = "auto"       # where estimators that train do so: auto (a GPU if torch sees one), cpu, cuda
 
     def __post_init__(self):
+        from hwnas.train import check_train_device
+        check_train_device(self.train_device)
         self.target_ms = target_ms(self.target)
         self.strategy_options = dict(self.strategy_options or {})
         self.estimator_options = dict(self.estimator_options or {})
@@ -77,7 +80,7 @@ class SearchConfig:
     def record(self) -> dict:
         """The settings a search run records; a resume must ask the same (samples may grow)."""
         rec = record(self, omit=("target", "w", "hard", "alpha", "beta", "out", "resume", "db", "build",
-                                 "executor", "ray_address", "devices_file"))
+                                 "executor", "ray_address", "devices_file", "train_device"))
         return {**rec, "target_ms": self.target_ms, "reward": self.reward().to_dict()}
 
 
@@ -104,9 +107,12 @@ class ScaleConfig:
     resume: bool = False
     seed: int = 0
     devices_file: str | None = None
+    train_device: str = "auto"       # where candidates train: auto (a GPU if torch sees one), cpu, cuda, cuda:N
 
     def __post_init__(self):
         from hwnas.search.scaling import MIN_RESOLUTION, compound_grid
+        from hwnas.train import check_train_device
+        check_train_device(self.train_device)
         self.target_ms = target_ms(self.target)
         if self.out is None:
             self.out = f"runs/scale-{self.base}-{self.device}"
@@ -131,6 +137,6 @@ class ScaleConfig:
     def record(self) -> dict:
         """The settings a scaling run records; a resume must ask the same."""
         rec = record(self, omit=("target", "grid", "grid_step", "tolerance", "max_candidates", "phi_min",
-                                 "phi_max", "runs", "out", "resume", "devices_file"))
+                                 "phi_max", "runs", "out", "resume", "devices_file", "train_device"))
         return {**rec, "target_ms": self.target_ms, "grid": [list(g) for g in self.grid],
                 "phi_range": [self.phi_min, self.phi_max]}

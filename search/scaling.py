@@ -167,6 +167,8 @@ class CompoundScaling:
         self.target_ms = c.target_ms
         self.data, self.resolution, self.steps, self.final_steps = c.data, c.resolution, c.steps, c.final_steps
         self.batch_size, self.lr, self.seed = c.batch_size, float(c.lr), c.seed
+        from hwnas.train import resolve_train_device
+        self.train_device = resolve_train_device(c.train_device)
         self.grid = c.grid
         self.phi_min, self.phi_max, self.bisect_steps = float(c.phi_min), float(c.phi_max), c.bisect_steps
         from hwnas.latency.protocol import NETWORK
@@ -200,9 +202,9 @@ class CompoundScaling:
         model = self.build(s, split.num_classes)
         train_loader, val_loader = make_loaders(split, self.batch_size, self.seed)
         if steps > 0:
-            train(model, train_loader, steps=steps, lr=self.lr, progress_bar=False)
+            train(model, train_loader, steps=steps, lr=self.lr, progress_bar=False, device=self.train_device)
             self.trained += 1
-        return model.eval(), float(evaluate(model, val_loader))
+        return model.eval(), float(evaluate(model, val_loader, device=self.train_device))
 
     def latency(self, s: Scaled, num_classes: int = 10) -> float:
         """The scaled network's measured latency (the measurement protocol), ms."""

@@ -31,6 +31,12 @@ def count(kind: str, lo: int = 1) -> click.IntRange:
     return click.IntRange(lo, COUNT_LIMITS[kind])
 
 
+def train_device_option(f):
+    return click.option("--train-device", default="auto", show_default=True,
+                        help="Where training runs: auto (the first GPU torch sees, else the CPU), cpu, cuda or "
+                             "cuda:N.")(f)
+
+
 def devices_option(f):
     return click.option("--devices", "devices_file", type=click.Path(dir_okay=False), default=None,
                         help="Extra devices YAML (also $HWNAS_DEVICES).")(f)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, db_option, devices_option, executor_options, writable_file, write_json
+from hwnas.commands._common import (count, db_option, devices_option, executor_options, train_device_option,
+                                    writable_file, write_json)
 
 
 @click.command("adapt")
@@ -17,6 +18,9 @@ from hwnas.commands._common import count, db_option, devices_option, executor_op
               help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
                    "pickled module is refused. Without them the network is trained briefly first.")
 @click.option("--input-size", type=count("size", 8), default=32, show_default=True)
+@click.option("--batch", type=count("batch"), default=1, show_default=True,
+              help="Batch every latency is measured at (the budget holds at this batch; --batch-size is training's).")
+@train_device_option
 @click.option("--importance", default="l2", show_default=True,
               help="Which channels of a group are removed first: l2 | l1 (weight norms), bn-scale (|BN gamma|, "
                    "Network Slimming) | random (a baseline).")

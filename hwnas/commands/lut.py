@@ -16,9 +16,14 @@ def _protocol(base, rounds, runs, warmup):
     return p.check()
 
 
-def _space(name: str, input_size: int | None):
+def _space(name: str, input_size: int | None, batch: int = 1):
     from hwnas.search.spaces import get_space
-    return get_space(name, **({"input_size": input_size} if input_size else {}))
+    from hwnas.search.spaces.base import batched
+    return batched(get_space(name, **({"input_size": input_size} if input_size else {})), batch)
+
+
+batch_option = click.option("--batch", type=count("batch"), default=1, show_default=True,
+                            help="Time every op and network at this batch (a table per batch: 1 vs 64 on a GPU).")
 
 
 @click.group("lut")
@@ -30,6 +35,7 @@ def command():
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
 @click.option("--input-size", type=count("size", 8), default=None, help="Input resolution (default: the space's).")
+@batch_option
 @click.option("--rounds", type=count("rounds", 2), default=None,
               help="At least this many interleaved rounds per op (default 3; more until two halves agree).")
 @click.option("--runs", type=count("runs"), default=None,
@@ -41,8 +47,8 @@ def command():
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write the build report as JSON (file or -).")
 @executor_options("the timings")
 @devices_option
-def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db, json_out, executor, ray_address,
-          devices_file):
+def build(device, space_name, input_size, batch, rounds, runs, warmup, fit_networks, db, json_out, executor,
+          ray_address, devices_file):
     """Time every distinct op of SPACE on DEVICE (resumable: a rerun continues where it stopped).
     DEVICE may be a pool of devices from devices.yaml: the ops are split across its members."""
     from dataclasses import asdict
@@ -50,7 +56,7 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
     from hwnas.executor import get_executor
     from hwnas.latency.devices import get_device
     from hwnas.latency.lut import build_lut
-    space = _space(space_name, input_size)
+    space = _space(space_name, input_size, batch)
     dev = get_device(device, devices_file)
     from hwnas.latency.protocol import NETWORK, OP
     with get_executor(executor, address=ray_address) as ex:
@@ -72,6 +78,7 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
 @click.option("--device", "-d", default="cpu", show_default=True)
 @click.option("--space", "space_name", default="mnasnet", show_default=True)
 @click.option("--input-size", type=count("size", 8), default=None)
+@batch_option
 @click.option("--samples", type=count("samples"), default=50, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--rounds", type=count("rounds", 2), default=None,
@@ -81,11 +88,12 @@ def build(device, space_name, input_size, rounds, runs, warmup, fit_networks, db
 @db_option
 @click.option("--json", "json_out", default=None, callback=writable_file, help="Write the report as JSON (file or -).")
 @devices_option
-def validate_cmd(device, space_name, input_size, samples, seed, rounds, runs, plot_path, db, json_out, devices_file):
+def validate_cmd(device, space_name, input_size, batch, samples, seed, rounds, runs, plot_path, db, json_out,
+                 devices_file):
     """Time held-out networks end to end and compare with the table's predictions."""
     from hwnas.latency.devices import get_device
     from hwnas.latency.validate import validate
-    space = _space(space_name, input_size)
+    space = _space(space_name, input_size, batch)
     png = plot_path or f"lut-validate-{space_name}-{device}.png"
     from hwnas.latency.protocol import NETWORK
     rep = validate(space, get_device(device, devices_file), db, samples=samples, seed=seed,

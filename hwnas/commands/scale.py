@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, writable_file, write_json
+from hwnas.commands._common import count, devices_option, train_device_option, writable_file, write_json
 from hwnas.progress import log as _log
 
 
@@ -22,6 +22,7 @@ from hwnas.progress import log as _log
 @click.option("--final-steps", type=count("steps", 0), default=None,
               help="Training steps of the final scaled network (default --steps; 0: export it untrained).")
 @click.option("--batch-size", type=count("batch"), default=32, show_default=True)
+@train_device_option
 @click.option("--lr", type=float, default=0.05, show_default=True)
 @click.option("--grid-step", type=float, default=0.1, show_default=True, help="Grid step of alpha, beta, gamma.")
 @click.option("--tolerance", type=float, default=0.05, show_default=True,

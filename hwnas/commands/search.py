@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, db_option, devices_option, executor_options, writable_file, write_json
+from hwnas.commands._common import (count, db_option, devices_option, executor_options, train_device_option,
+                                    writable_file, write_json)
 from hwnas.progress import log as _log
 
 
@@ -44,6 +45,7 @@ from hwnas.progress import log as _log
 @click.option("--json", "json_out", default=None, callback=writable_file,
               help="Write the summary as JSON (schema hwnas.search) to a file, or - for stdout (then no table).")
 @executor_options("accuracy estimates (in parallel batches)")
+@train_device_option
 @devices_option
 def command(train_steps, json_out, **settings):
     """Search SPACE for the network with the best accuracy/latency trade-off on DEVICE. Latency comes from

@@ -28,8 +28,10 @@ from hwnas.latency.measure import Measurement, measure
 # for the record but do not split tables (two identical boards share one table).
 # `protocol` names the measured-latency definition (hwnas.latency.protocol) and calibration reference: tables
 # measured under another never mix with these. Which cores of one CPU model timed (`cores`) is recorded only.
+# A GPU device adds the GPU, the precision and whether inputs stay on the GPU (none of them set on a CPU device,
+# whose keys they therefore leave as they were).
 _KEY_FIELDS = ("backend", "cpu_model", "soc", "threads", "cpu_mask", "runtime", "runtime_version",
-               "provider", "delegate", "graph_optimization", "protocol")
+               "provider", "delegate", "graph_optimization", "protocol", "gpu", "precision", "io")
 
 
 class BackendOptions(BaseModel):
@@ -124,6 +126,21 @@ class Artifact:
     path: Path | None = None
     module: Any = None  # torch.nn.Module for the torch backend
     meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A loaded model: `run` queues one complete inference, `sync` (accelerators) waits until it has finished.
+    Called, it does both: one complete inference, as a caller outside the timing loop wants it."""
+
+    run: Callable[[], Any]
+    sync: Callable[[], Any] | None = None
+
+    def __call__(self):
+        out = self.run()
+        if self.sync is not None:
+            self.sync()
+        return out
 
 
 @dataclass
@@ -298,10 +315,11 @@ class HostBackend(Backend):
         return f"host {socket.gethostname()}"
 
     @abstractmethod
-    def open(self, artifact: Artifact) -> Callable[[], Any]:
-        """Load the artifact with its inputs made once; return a callable doing one complete inference."""
+    def open(self, artifact: Artifact) -> Callable[[], Any] | Runner:
+        """Load the artifact with its inputs made once; return a callable doing one complete inference, or for
+        an asynchronous device a Runner (the call that queues it, the synchronisation that waits for it)."""
 
-    def runner(self, artifact: Artifact) -> Callable[[], Any]:
+    def runner(self, artifact: Artifact) -> Runner:
         """The artifact loaded (once: kept until evicted or the file changes)."""
         if artifact.path is not None:
             st = os.stat(artifact.path)
@@ -313,6 +331,8 @@ class HostBackend(Backend):
         if run is None:
             with pinned(self.cores):
                 run = self.open(artifact)
+            if not isinstance(run, Runner):
+                run = Runner(run)
             self._open[key] = run
             while len(self._open) > self.keep_open:
                 self._open.popitem(last=False)
@@ -327,10 +347,10 @@ class HostBackend(Backend):
         if paired:
             from hwnas.latency.calibration import reference
             ref = reference(self)
-            pair, ref_ms = self.runner(ref.artifact), ref.ms
+            pair, ref_ms = self.runner(ref.artifact), ref.ms  # called: its complete inference, synchronised
         with pinned(self.cores):
-            m = measure(run, warmup=warmup, runs=runs, adaptive=adaptive, pair=pair, pair_every=pair_every,
-                        **protocol)
+            m = measure(run.run, warmup=warmup, runs=runs, adaptive=adaptive, pair=pair, pair_every=pair_every,
+                        sync=run.sync, **protocol)
         m.reference_ms = ref_ms
         return m
 

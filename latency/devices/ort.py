@@ -1,20 +1,28 @@
-"""onnxruntime backend: ONNX models on the local CPU (CPUExecutionProvider) or CUDA EP."""
+"""onnxruntime backend: ONNX models on the local CPU (CPUExecutionProvider), an NVIDIA GPU (CUDAExecutionProvider)
+or TensorRT (TensorrtExecutionProvider, with the CUDA provider for what TensorRT does not take).
+
+On a GPU the inputs are placed on the device once and the outputs bound there (I/O binding), so a measurement
+is the network's time on the GPU, synchronised, without the host-to-device copies a plain session.run makes on
+every call (`io_binding: false` times those too)."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from collections import defaultdict
+import socket
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from hwnas.errors import HwnasError
 from hwnas.latency.artifacts import check_input_size
-from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, pinned
+from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, Runner, pinned
 from hwnas.latency.devices.registry import register_backend
 
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+              "tensorrt": "TensorrtExecutionProvider"}
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -23,8 +31,54 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor
 
 
 class OrtOptions(HostOptions):
-    provider: Literal["cpu", "cuda"] = "cpu"
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    device_id: int = Field(0, ge=0)                 # which GPU (cuda, tensorrt)
+    precision: Literal["fp32", "fp16"] = "fp32"     # fp16: TensorRT builds half-precision engines
+    io_binding: bool = True                         # GPU: inputs on the device once, outputs bound there
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_on_tensorrt(cls, v, info):
+        if v == "fp16" and info.data.get("provider") != "tensorrt":
+            raise ValueError("precision fp16 needs provider tensorrt (the cuda provider runs the model's own "
+                             "float32; time fp16 on torch with precision fp16, or export an fp16 model)")
+        return v
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider != "cpu"
+
+
+def provider_chain(options: OrtOptions, engine_cache: str | None = None) -> list:
+    """The providers of a session, first choice first, with their options: the GPU ones fall back to CUDA and
+    then the CPU for the nodes they do not take."""
+    cuda = ("CUDAExecutionProvider", {"device_id": options.device_id})
+    if options.provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if options.provider == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    trt = {"device_id": options.device_id, "trt_fp16_enable": options.precision == "fp16"}
+    if engine_cache:
+        trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=engine_cache)
+    return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+
+def bind_on_device(ort, sess, feeds: dict, device_id: int) -> Runner:
+    """I/O binding: each input copied to the GPU once, here; the outputs left on the GPU. The runner queues one
+    inference on the bound values; its sync waits for the outputs."""
+    binding = sess.io_binding()
+    on_device = {name: ort.OrtValue.ortvalue_from_numpy(arr, "cuda", device_id) for name, arr in feeds.items()}
+    for name, value in on_device.items():
+        binding.bind_ortvalue_input(name, value)
+    for out in sess.get_outputs():
+        binding.bind_output(out.name, "cuda", device_id)
+    run_with = sess.run_with_iobinding
+
+    def run():
+        run_with(binding)
+        return on_device  # the bound inputs stay alive as long as the runner
+    return Runner(run, binding.synchronize_outputs)
 
 
 def make_feeds(inputs, input_shapes: dict, seed: int = 0) -> dict:
@@ -55,17 +109,37 @@ class OnnxRuntimeBackend(HostBackend):
     def check(self) -> None:
         import onnxruntime as ort
         wanted = _PROVIDERS[self.options.provider]
-        if wanted not in ort.get_available_providers():
-            raise HwnasError(f"device {self.device_name!r} needs onnxruntime's {wanted}, which this machine does not "
-                             f"have (available: {', '.join(ort.get_available_providers())}); it needs an NVIDIA GPU "
-                             f"and the onnxruntime-gpu package")
+        available = ort.get_available_providers()
+        if wanted not in available:
+            from hwnas.latency.devices.gpu import no_provider
+            raise no_provider(self.device_name, wanted, available)
 
     def fingerprint(self) -> dict:
         import onnxruntime as ort
         fp = self.host_fingerprint()
         fp.update(backend=self.name, runtime="onnxruntime", runtime_version=ort.__version__,
                   provider=_PROVIDERS[self.options.provider], graph_optimization=self.options.graph_optimization)
+        if self.options.on_gpu:
+            from hwnas.latency.devices.gpu import build_info_field, gpu_fingerprint
+            fp.update(gpu_fingerprint(self.options.device_id), device_id=self.options.device_id,
+                      precision=self.options.precision, io="bound on the GPU" if self.options.io_binding
+                      else "host copies every call")
+            info = getattr(ort, "get_build_info", lambda: "")()
+            cuda = build_info_field(info, "cuda_version")
+            if cuda:
+                fp["cuda_runtime"] = cuda
         return fp
+
+    def timing_resource(self) -> str:
+        if self.options.on_gpu:
+            return f"gpu {socket.gethostname()}:{self.options.device_id}"
+        return super().timing_resource()
+
+    def engine_cache(self) -> str | None:
+        if self.options.provider != "tensorrt":
+            return None
+        from hwnas.cache import cache_dir
+        return str(cache_dir("tensorrt"))
 
     def session(self, artifact: Artifact, profile_dir: str | None = None):
         import onnxruntime as ort
@@ -78,17 +152,24 @@ class OnnxRuntimeBackend(HostBackend):
         if profile_dir:
             so.enable_profiling = True
             so.profile_file_prefix = os.path.join(profile_dir, "ort")
-        providers = [_PROVIDERS[self.options.provider]]
-        if self.options.provider == "cuda":
-            providers.append("CPUExecutionProvider")
         try:
-            return ort.InferenceSession(str(artifact.path), so, providers=providers)
+            sess = ort.InferenceSession(str(artifact.path), so,
+                                        providers=provider_chain(self.options, self.engine_cache()))
         except Exception as e:
             raise HwnasError(f"onnxruntime cannot load {artifact.path}: {str(e).splitlines()[0]}") from None
+        wanted, got = _PROVIDERS[self.options.provider], sess.get_providers()
+        if not got or got[0] != wanted:  # onnxruntime falls back quietly when a GPU library fails to load
+            raise HwnasError(f"device {self.device_name!r}: onnxruntime could not start {wanted} and fell back to "
+                             f"{got[0] if got else 'nothing'}; look at the CUDA, cuDNN and TensorRT libraries it "
+                             f"needs (onnxruntime's log: ORT_LOG_LEVEL / log_severity_level 0)")
+        return sess
 
     def open(self, artifact: Artifact):
         sess = self.session(artifact)
         feeds = make_feeds(sess.get_inputs(), artifact.input_shapes)
+        if self.options.on_gpu and self.options.io_binding:
+            import onnxruntime as ort
+            return bind_on_device(ort, sess, feeds, self.options.device_id)
         run = sess.run
         return lambda: run(None, feeds)
 

@@ -122,7 +122,8 @@ def time_networks(device, space, archs, store: LutStore, purpose: str, *, protoc
     sid = space_id(space)
     have = store.networks(fp, sid, purpose)
     todo = [tuple(a) for a in archs if tuple(a) not in have]
-    shape = (1, 3, space.input_size, space.input_size)
+    from hwnas.search.spaces.base import batch_of
+    shape = (batch_of(space), 3, space.input_size, space.input_size)
     jobs = [(a, partial(seeded_network, space, a), shape) for a in todo]
     return measure_into(device, jobs, lambda a, lat: store.put_network_latency(fp, sid, a, purpose, lat), protocol,
                         description=description, show_progress=show_progress, executor=executor,

@@ -23,9 +23,13 @@ def estimator_class(name: str) -> type["Estimator"]:
     return ESTIMATORS.get(name)
 
 
-def get_estimator(name: str, space, data=None, seed: int = 0, **options) -> "Estimator":
+def get_estimator(name: str, space, data=None, seed: int = 0, train_device: str = "cpu", **options) -> "Estimator":
+    """An estimator by name; `train_device` (auto, cpu, cuda, cuda:N) is where estimators that train do so."""
+    from hwnas.train import resolve_train_device
     cls = estimator_class(name)
-    return cls(space, data=data, seed=seed, **check_options("estimator", name, cls, options))
+    est = cls(space, data=data, seed=seed, **check_options("estimator", name, cls, options))
+    est.train_device = resolve_train_device(train_device)
+    return est
 
 
 class Estimator(ABC):
@@ -45,6 +49,9 @@ class Estimator(ABC):
 
     #: True when trained_model(arch) gives the network the estimate was measured on (a search exports it)
     trains: ClassVar[bool] = False
+    #: where an estimator that trains runs its steps ("cpu", "cuda", "cuda:N"; get_estimator resolves "auto").
+    #: Not part of config(): a value trained on the GPU estimates the same architecture as one from the CPU
+    train_device: str = "cpu"
 
     @abstractmethod
     def estimate(self, arch) -> float:

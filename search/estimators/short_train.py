@@ -46,7 +46,7 @@ class ShortTrain(Estimator):
         seed_everything(self.seed)
         model = self.space.build(tuple(arch), num_classes=split.num_classes)
         train_loader, _ = make_loaders(split, self.batch_size, self.seed)
-        train(model, train_loader, steps=self.steps, lr=self.lr, progress_bar=False)
+        train(model, train_loader, steps=self.steps, lr=self.lr, progress_bar=False, device=self.train_device)
         return model.eval()
 
     def estimate(self, arch) -> float:
@@ -55,4 +55,4 @@ class ShortTrain(Estimator):
 
         model = self.trained_model(arch)
         _, val_loader = make_loaders(self.split, self.batch_size, self.seed)
-        return float(evaluate(model, val_loader))
+        return float(evaluate(model, val_loader, device=self.train_device))

@@ -128,6 +128,7 @@ class SupernetEstimator(Estimator):
             if state.get("config") != self.config_key():
                 state = None
         net = SuperNet(self.space, self.split.num_classes, self.seed)
+        dev = torch.device(self.train_device)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         step = 0
@@ -148,9 +149,11 @@ class SupernetEstimator(Estimator):
                 archs.append(list(arch))
                 add_group([p for m in new for p in m.parameters()])
             net.load_state_dict(state["weights"])
+            net.to(dev)  # before the optimizer's state: load_state_dict puts that where its parameters are
             opt.load_state_dict(state["opt"])
             step = state["step"]
             rng.bit_generator.state = state["rng"]
+        net.to(dev)
         gen = torch.Generator().manual_seed(self.seed * 7919 + step)
         batches = self._batches(gen)
         loss_fn = nn.CrossEntropyLoss()
@@ -162,10 +165,12 @@ class SupernetEstimator(Estimator):
                 model, new = net.path(arch)
                 if new:
                     archs.append(list(arch))
+                    for m in new:
+                        m.to(dev)
                     add_group([p for m in new for p in m.parameters()])
                 for g in opt.param_groups:
                     g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-                xb, yb = next(batches)
+                xb, yb = (t.to(dev) for t in next(batches))
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(xb), yb)
                 loss.backward()
@@ -185,7 +190,7 @@ class SupernetEstimator(Estimator):
                     # after a resume the batch order restarts from a seed of the step: deterministic per step
                     gen.manual_seed(self.seed * 7919 + step)
                     batches = self._batches(gen)
-        net.eval()
+        net.to("cpu").eval()  # read off on the CPU, where the modules a new path adds are made
         self._net = net
         return net
 
@@ -257,7 +262,7 @@ class SupernetEstimator(Estimator):
                 seen.add(a)
                 archs.append(a)
         short = ShortTrain(self.space, data=self.data, seed=self.seed, steps=steps, batch_size=self.batch_size)
-        short._split = self.split
+        short._split, short.train_device = self.split, self.train_device
         sup = [self.estimate(a) for a in archs]
         alone = [short.estimate(a) for a in archs]
         rho, p = spearmanr(sup, alone)

@@ -112,3 +112,50 @@ class Space(ABC):
         for i, r in enumerate(rows):
             out[i, :len(r)] = r
         return out
+
+
+class Batched:
+    """`space` with its ops timed at batch `batch` (a GPU's throughput story: batch 1 vs 64). Everything but the
+    ops is the space's own: the same decisions, networks and indices; each op's key gains `-n:BATCH` and its input
+    shape that batch, so a table at batch 32 never mixes with one at batch 1 (nor, through space_id, its networks).
+    `batched(space, 1)` is the space itself."""
+
+    def __init__(self, space, batch: int):
+        self.space, self.batch = space, int(batch)
+        self._all = None
+
+    def _op(self, op: OpSpec) -> OpSpec:
+        return OpSpec(f"{op.key}-n:{self.batch}", (self.batch, *op.input_shape[1:]), op.builder)
+
+    def ops(self, arch: Arch) -> list[OpSpec]:
+        return [self._op(op) for op in self.space.ops(arch)]
+
+    def all_ops(self) -> list[OpSpec]:
+        if self._all is None:
+            self._all = [self._op(op) for op in self.space.all_ops()]
+        return self._all
+
+    def __getstate__(self):  # the ops' builders are closures: made again where it is unpickled
+        return {"space": self.space, "batch": self.batch, "_all": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __getattr__(self, name):  # decisions, build, op_indices, min_cost, ...: the space's
+        if name.startswith("__") or name in ("space", "batch", "_all"):  # unpickling: not set yet
+            raise AttributeError(name)
+        return getattr(self.space, name)
+
+    def __repr__(self) -> str:
+        return f"Batched({self.space!r}, {self.batch})"
+
+
+def batched(space, batch: int):
+    if batch < 1:
+        raise ValueError(f"a batch is at least 1, got {batch}")
+    return space if batch == 1 else Batched(space, batch)
+
+
+def batch_of(space) -> int:
+    """The batch a space's networks are timed at (1 unless it is `batched`)."""
+    return getattr(space, "batch", 1)

@@ -39,3 +39,22 @@ def test_costs_measured_once_then_read_back(tmp_path):
     assert len(rows) == 4 and len({k for _, k in rows}) == 2  # two convs, two counted rounds each
     assert all(fp == dev.fingerprint_key() for fp, _ in rows)
     assert any("in:8x8x64-out:128-k:1x1" in k for _, k in rows)
+
+
+def test_costs_at_a_batch_are_their_own_rows(tmp_path):
+    """NetAdapt --batch N: each conv is timed at batch N, under a key of its own (batch-1 keys unchanged)."""
+    db = tmp_path / "layers.db"
+    m = TinyNet()
+    dev = get_device("cpu")
+    one = LayerCosts(dev, m, SHAPE, db=db, protocol=fast_protocol(2, 5, 2))
+    four = LayerCosts(dev, m, (4, *SHAPE[1:]), db=db, protocol=fast_protocol(2, 5, 2))
+    assert four.key("head.0", 64, 128) == one.key("head.0", 64, 128) + "-n:4"
+    assert "-n:" not in one.key("head.0", 64, 128)
+    shapes = []
+    real = dev.latency
+    dev.latency = lambda model, shape, protocol=None, **kw: shapes.append(shape) or real(model, shape, protocol, **kw)
+    try:
+        four.latency("head.0", 64, 128)
+    finally:
+        dev.latency = real
+    assert shapes == [(4, 64, 8, 8)]

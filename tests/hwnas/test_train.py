@@ -92,3 +92,37 @@ def test_agc_in_training_leaves_the_classifier_alone():
     adaptive_gradient_clip_([p for p in model.parameters() if id(p) not in skip], clip=1e-4)
     assert torch.equal(model[-1].weight.grad, head)
     assert model[0].weight.grad.norm() < conv.norm()
+
+
+# -- where training runs ------------------------------------------------------------------------------------
+def test_train_device_names():
+    from hwnas.settings import SettingError
+    from hwnas.train import check_train_device, resolve_train_device
+    assert resolve_train_device("cpu") == "cpu"
+    assert resolve_train_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("gpu", "cuda:x", "", None):
+        with pytest.raises(SettingError, match="train_device is auto, cpu, cuda or cuda:N"):
+            check_train_device(bad)
+    if not torch.cuda.is_available():  # asked for the GPU where there is none: refused, never a quiet CPU run
+        for spec in ("cuda", "cuda:1"):
+            with pytest.raises(SettingError, match=f"train_device {spec}: "):
+                resolve_train_device(spec)
+
+
+def test_training_leaves_the_model_where_it_was():
+    split = load_dataset("digits", image_size=8)
+    tl, vl = make_loaders(split, 64)
+    model = small_cnn()
+    train(model, tl, steps=2, progress=False, device="auto")
+    assert next(model.parameters()).device.type == "cpu"
+    evaluate(model, vl, device="auto")
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (scripts/gpu-check.sh runs this there)")
+def test_training_on_the_gpu_comes_back_to_the_cpu():
+    split = load_dataset("digits", image_size=8)
+    tl, vl = make_loaders(split, 64)
+    model = small_cnn()
+    train(model, tl, steps=5, progress=False, device="cuda")
+    assert next(model.parameters()).device.type == "cpu" and 0 <= evaluate(model, vl, device="cuda") <= 1

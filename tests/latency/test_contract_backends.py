@@ -106,6 +106,8 @@ def test_check_here_passes_or_is_one_line(name, tmp_path):
 @pytest.mark.parametrize("name,fields", [
     pytest.param("onnxruntime", {"provider": "cuda"}, id="onnxruntime-cuda", marks=pytest.mark.skipif(
         "CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime has CUDA here")),
+    pytest.param("onnxruntime", {"provider": "tensorrt"}, id="onnxruntime-tensorrt", marks=pytest.mark.skipif(
+        "TensorrtExecutionProvider" in ort.get_available_providers(), reason="onnxruntime has TensorRT here")),
     pytest.param("torch", {"device": "cuda"}, id="torch-cuda", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="torch has CUDA here")),
     pytest.param("remote", {}, id="remote-without-agent"),

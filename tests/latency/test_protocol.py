@@ -138,12 +138,14 @@ def test_a_round_spoiled_by_interference_is_re_run_and_reported(monkeypatch):
                 slow = {}
 
                 def burst(fn):
+                    from hwnas.latency.devices.base import Runner
+
                     def slowed():
                         t = time.perf_counter()
                         fn()
                         while time.perf_counter() - t < 3 * max(slow.setdefault(fn, 0.0), 1e-4):
                             pass
-                    return slowed
+                    return Runner(slowed)
                 for fn in (ref_run, run):
                     t = time.perf_counter()
                     fn()

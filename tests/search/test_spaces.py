@@ -77,3 +77,22 @@ def test_min_cost_is_the_true_minimum_on_a_small_space():
     archs = np.array(list(itertools.product(*[range(len(d.choices)) for d in space.decisions()])))
     brute = costs[np.where((idx := space.op_indices(archs)) >= 0, idx, 0)] * (idx >= 0)
     assert space.min_cost(costs) == pytest.approx(brute.sum(axis=1).min())
+
+
+def test_a_batched_space_is_the_space_with_batched_ops():
+    from hwnas.latency.lut.store import space_id
+    from hwnas.search.spaces.base import batch_of, batched
+    from tests.latency.lut_helpers import micro_space
+    space = micro_space()
+    assert batched(space, 1) is space and batch_of(space) == 1
+    b = batched(space, 8)
+    arch = space.sample(np.random.default_rng(0))
+    assert batch_of(b) == 8 and b.decisions() == space.decisions() and b.input_size == space.input_size
+    assert [op.key for op in b.ops(arch)] == [op.key + "-n:8" for op in space.ops(arch)]
+    assert all(op.input_shape[0] == 8 and op.input_shape[1:] == o.input_shape[1:]
+               for op, o in zip(b.all_ops(), space.all_ops()))
+    assert np.array_equal(b.op_indices(np.asarray([arch])), space.op_indices(np.asarray([arch])))
+    assert space_id(b) != space_id(space)  # its networks' timings never mix with batch 1's
+    import copy
+    again = copy.copy(b)  # copied (as executors' serialisers do) without recursing into __getattr__
+    assert again.batch == 8 and [o.key for o in again.all_ops()] == [o.key for o in b.all_ops()]
