@@ -17,7 +17,7 @@ import os
 import torch.nn as nn
 
 from hwnas.adapt.groups import ConvChange
-from hwnas.latency.lut.layers import conv_input_sizes, conv_key
+from hwnas.latency.lut.layers import batch_key, conv_input_sizes, conv_key
 from hwnas.latency.lut.store import LutStore
 
 
@@ -39,8 +39,7 @@ class LayerCosts:
     def key(self, name: str, cin: int, cout: int) -> str:
         k, s, p, d, dw = self.specs[name]
         h, w = self.sizes[name]
-        key = conv_key(h, w, cin, cout, k, s, p, d, dw)
-        return key if self.batch == 1 else f"{key}-n:{self.batch}"  # batch-1 keys as they always were
+        return batch_key(conv_key(h, w, cin, cout, k, s, p, d, dw), self.batch)
 
     def latency(self, name: str, cin: int, cout: int) -> float:
         if cin <= 0 or cout <= 0:

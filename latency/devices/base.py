@@ -311,7 +311,12 @@ class HostBackend(Backend):
         fp.update(threads=self.threads, cores=",".join(map(str, cores)) if cores else "unpinned")
         return fp
 
+    # the GPU a device times on (None: it times on this host's cores); a GPU is its own timing resource
+    gpu_index: int | None = None
+
     def timing_resource(self) -> str:
+        if self.gpu_index is not None:
+            return f"gpu {socket.gethostname()}:{self.gpu_index}"
         return f"host {socket.gethostname()}"
 
     @abstractmethod

@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 from collections import defaultdict
-import socket
 from typing import Literal
 
 import numpy as np
@@ -130,10 +129,9 @@ class OnnxRuntimeBackend(HostBackend):
                 fp["cuda_runtime"] = cuda
         return fp
 
-    def timing_resource(self) -> str:
-        if self.options.on_gpu:
-            return f"gpu {socket.gethostname()}:{self.options.device_id}"
-        return super().timing_resource()
+    @property
+    def gpu_index(self) -> int | None:
+        return self.options.device_id if self.options.on_gpu else None
 
     def engine_cache(self) -> str | None:
         if self.options.provider != "tensorrt":

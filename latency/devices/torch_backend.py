@@ -6,7 +6,6 @@ module and its inputs in that type (a copy: the caller's module is left as it wa
 from __future__ import annotations
 
 import copy
-import socket
 from typing import Literal
 
 from pydantic import Field
@@ -61,10 +60,9 @@ class TorchBackend(HostBackend):
                       cuda_runtime=torch.version.cuda, cudnn=torch.backends.cudnn.version())
         return fp
 
-    def timing_resource(self) -> str:
-        if self.options.device == "cuda":
-            return f"gpu {socket.gethostname()}:{self.options.device_id}"
-        return super().timing_resource()
+    @property
+    def gpu_index(self) -> int | None:
+        return self.options.device_id if self.options.device == "cuda" else None
 
     def open(self, artifact: Artifact):
         import torch

@@ -13,6 +13,12 @@ def conv_key(h: int, w: int, cin: int, cout: int, kernel, stride, padding, dilat
             f"-d:{d[0]}-g:{'dw' if depthwise else '1'}")
 
 
+def batch_key(key: str, batch: int) -> str:
+    """The key of an op (or conv) timed at `batch`: batch 1 keeps the key it always had, any other gains `-n:BATCH`
+    (its own table rows)."""
+    return key if batch == 1 else f"{key}-n:{batch}"
+
+
 def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
     """{conv name: (H, W) of its input} for every Conv2d of `model`, from one forward pass."""
     sizes, hooks = {}, []

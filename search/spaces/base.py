@@ -125,7 +125,8 @@ class Batched:
         self._all = None
 
     def _op(self, op: OpSpec) -> OpSpec:
-        return OpSpec(f"{op.key}-n:{self.batch}", (self.batch, *op.input_shape[1:]), op.builder)
+        from hwnas.latency.lut.layers import batch_key
+        return OpSpec(batch_key(op.key, self.batch), (self.batch, *op.input_shape[1:]), op.builder)
 
     def ops(self, arch: Arch) -> list[OpSpec]:
         return [self._op(op) for op in self.space.ops(arch)]
@@ -135,14 +136,8 @@ class Batched:
             self._all = [self._op(op) for op in self.space.all_ops()]
         return self._all
 
-    def __getstate__(self):  # the ops' builders are closures: made again where it is unpickled
-        return {"space": self.space, "batch": self.batch, "_all": None}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
     def __getattr__(self, name):  # decisions, build, op_indices, min_cost, ...: the space's
-        if name.startswith("__") or name in ("space", "batch", "_all"):  # unpickling: not set yet
+        if name.startswith("__") or name in ("space", "batch", "_all"):  # a copy being made: not set yet
             raise AttributeError(name)
         return getattr(self.space, name)
 
