@@ -12,24 +12,25 @@ from hwnas.adapt.groups import scale_width
 from hwnas.adapt.proposals import fine_tune
 
 
-def measure_width(device, start, shape, mult: float, unit: int, runs: int) -> tuple[float, object]:
-    """(measured latency, model) of `start` scaled to `mult` (the measurement protocol, `runs` per round)."""
+def measure_width(device, start, shape, mult: float, unit: int, runs: int, lat_shape=None) -> tuple[float, object]:
+    """(measured latency, model) of `start` scaled to `mult` (the measurement protocol, `runs` per round), traced
+    at `shape` and timed at `lat_shape` (the deployment input; default `shape`)."""
     from hwnas.latency.protocol import NETWORK
     model = scale_width(copy.deepcopy(start), shape, mult, unit).eval()
-    return device.latency(model, shape, NETWORK.but(runs=runs)).ms, model
+    return device.latency(model, lat_shape or shape, NETWORK.but(runs=runs)).ms, model
 
 
 def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: int = 10,
-                  iterations: int = 7) -> tuple[float, float]:
-    """(multiplier, measured ms): the widest uniform multiplier measuring ≤ target_ms."""
+                  iterations: int = 7, lat_shape=None) -> tuple[float, float]:
+    """(multiplier, measured ms): the widest uniform multiplier measuring ≤ target_ms (at `lat_shape`)."""
     lo, hi = 1e-9, 1.0
-    ms_hi, _ = measure_width(device, start, shape, hi, unit, runs)
+    ms_hi, _ = measure_width(device, start, shape, hi, unit, runs, lat_shape)
     if ms_hi <= target_ms:
         return 1.0, ms_hi
-    best = (lo, measure_width(device, start, shape, lo, unit, runs)[0])
+    best = (lo, measure_width(device, start, shape, lo, unit, runs, lat_shape)[0])
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        ms, _ = measure_width(device, start, shape, mid, unit, runs)
+        ms, _ = measure_width(device, start, shape, mid, unit, runs, lat_shape)
         if ms <= target_ms:
             lo, best = mid, (mid, ms)
         else:
@@ -38,11 +39,13 @@ def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: i
 
 
 def evaluate_width(device, start, shape, mult: float, data: dict, steps: int, *, unit: int = 8, batch_size: int = 64,
-                   lr: float = 0.01, seed: int = 0, runs: int = 10) -> dict:
+                   lr: float = 0.01, seed: int = 0, runs: int = 10, lat_shape=None, teacher=None) -> dict:
+    """One multiplier: measured at `lat_shape` (default `shape`), fine-tuned `steps` at `data`'s size (distilled
+    from `teacher` when given, as NetAdapt's fine-tuning is), top-1; params and MACs at the measured shape."""
     from hwnas.models import stats
-    ms, model = measure_width(device, start, shape, mult, unit, runs)
-    acc = fine_tune(model, data, steps, batch_size, lr, seed, f"uniform x{mult:.3f}")
-    s = stats(model, shape)
+    ms, model = measure_width(device, start, shape, mult, unit, runs, lat_shape)
+    acc = fine_tune(model, data, steps, batch_size, lr, seed, f"uniform x{mult:.3f}", teacher=teacher)
+    s = stats(model, (1, *(lat_shape or shape)[1:]))
     return {"width_mult": mult, "measured_ms": ms, "accuracy": float(acc), "params": int(s["params"]),
             "macs": int(s["macs"]), "steps": steps}
 

@@ -5,9 +5,12 @@ Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_step · laten
 For every prunable group: the largest channel count (stepping down by `unit`, removing at most `max_cut` of
 the group) whose predicted latency meets the target (per-layer costs, anchored to the current measurement);
 when fewer than `min_proposals` groups can, Δ is halved (up to 6 times) so that the choice is a real one
-(defaults 1 and 1.0: the paper's rule; see the README for what 3 and 0.5 did); prune the weakest filters
-(L2); fine-tune briefly; keep the proposal that loses the least accuracy per ms removed. The chosen
-network is measured on the device (the judge). When the measured latency meets the budget: long-term
+(defaults 2 and 0.5; 1 and 1.0 are the paper's rule: at 224 it cut a 1024-channel group to 128 in one step); prune the weakest filters
+(L2); fine-tune briefly (distilling from the unpruned network); keep the proposal that loses the least
+accuracy per ms removed. The chosen network is measured on the device (the judge), and the ratio of measured
+to predicted savings so far scales the next iteration's predictions (plan.cost_scale).
+Latency is measured at the deployment input (`input_size`, the model's own by default: 224 for resnet50);
+fine-tuning and evaluation run at `train_size` (32 by default), as the pruned networks take any input size. When the measured latency meets the budget: long-term
 fine-tune, export, re-measure (and iterate again if the measurement misses the budget).
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from hwnas.adapt.config import AdaptConfig
 from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
 from hwnas.adapt.importance import get_importance
-from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, pick, plan_cuts
+from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, cost_scale, pick, plan_cuts
 from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
 from hwnas.adapt.report import update_trajectory
 from hwnas.errors import HwnasError
@@ -73,6 +76,7 @@ class NetAdapt:
         self.weights: dict | None = None  # the --weights state dict, read before any work
         self.train_device = "cpu"         # resolved from cfg.train_device when the run starts
         self.lat_shape = None             # (batch, C, H, W) latencies are measured at, set when the run starts
+        self.deploy_shape = None          # (1, C, H, W) at the deployment input: counts and exported files
 
     def _path(self, rel: str | Path) -> Path:
         """Files of the run are recorded relative to --out (a resume from another directory finds them)."""
@@ -122,13 +126,13 @@ class NetAdapt:
         path = self._save(model, "checkpoints/iter_000.safetensors")
         row = {"iteration": 0, "group": "", "channels": 0, "new_channels": 0, "target_ms": None,
                "predicted_ms": orig_ms, "measured_ms": orig_ms, "accuracy": float(acc),
-               **_stats(model, shape), "seconds": 0.0, "proposals": 0}
+               **_stats(model, self.deploy_shape), "seconds": 0.0, "proposals": 0}
         _log(f"start: top-1 {acc:.4f}, {orig_ms:.3f} ms ({pre})")
         floor = accuracy_floor(cfg.accuracy_floor, float(acc), split.num_classes)
         _log(f"accuracy floor: top-1 {floor:.4f} (no proposal below it is kept; the step is halved instead)")
         return {**self._config_record(), "phase": "iterate", "original_ms": orig_ms, "min_width_ms": min_ms,
                 "start": pre, "current": path, "trajectory": [row], "fine_tune_steps": 0,
-                "input_shape": list(shape), "num_classes": split.num_classes, "floor": floor,
+                "input_shape": list(self.deploy_shape), "train_shape": list(shape), "num_classes": split.num_classes, "floor": floor,
                 "original_spread_pct": ms["original"].spread_pct}
 
     # ------------------------------------------------------------------ one iteration
@@ -156,6 +160,9 @@ class NetAdapt:
         work = self.out / "proposals"
         work.mkdir(parents=True, exist_ok=True)
         floor = state.get("floor", 0.0)
+        # the prior: one first step's worth of predicted saving at ratio 1
+        scale = cost_scale(state["trajectory"], prior_ms=cfg.initial_step * state["original_ms"])
+        teacher = str(self._path("checkpoints/iter_000.safetensors")) if cfg.distill else None
         for halving in range(MAX_HALVINGS + 1):
             # layers not in the table yet are timed while the cuts are planned: their count is known only as
             # they come, so the bar counts them without a total
@@ -163,7 +170,8 @@ class NetAdapt:
                 costs.on_timed = lambda _key: bar.advance()
                 try:
                     plan = plan_cuts(costs, model, graph, groups, cur_ms, delta, cfg.budget_ms, cfg.unit,
-                                     cfg.max_cut, cfg.min_proposals)
+                                     cfg.max_cut, cfg.min_proposals, max_proposals=cfg.max_proposals,
+                                     scale=scale)
                 finally:
                     costs.on_timed = None
             target, delta = plan.target, plan.delta
@@ -171,10 +179,12 @@ class NetAdapt:
                                   str(work / f"{i:03d}_{c.index:03d}.safetensors"), tuple(shape), cfg.data_args(),
                                   cfg.short_steps, cfg.batch_size, cfg.lr, cfg.seed + 1000 * i + c.index,
                                   base=self.base, template=self.template, criterion=cfg.importance,
-                                  train_device=self.train_device)
+                                  train_device=self.train_device, teacher=teacher)
                          for c in plan.cuts]
-            _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals, "
-                 f"{cfg.short_steps} short-term steps each")
+            of = f" (the least cut of {plan.found} that can)" if plan.found > len(proposals) else ""
+            _log(f"iteration {i}: target {target:.3f} ms (Δ {delta:.3f}), {len(proposals)} proposals{of}, "
+                 f"{cfg.short_steps} short-term steps each{' with distillation' if teacher else ''}; "
+                 f"per-layer costs x{scale:.2f} (measured/predicted savings so far)")
             with progress(len(proposals), f"iteration {i}: proposals") as bar:
                 results = pool.map(proposals, on_done=lambda r: bar.advance(1, description=f"iteration {i}: "
                                                                              f"proposal {r.group} done"))
@@ -196,13 +206,15 @@ class NetAdapt:
         lat = _measure(device, {"network": model}, self.lat_shape, cfg.runs)["network"]
         measured = lat.ms
         path = self._save(model, f"checkpoints/iter_{i:03d}.safetensors")
+        error = 100.0 * (chosen.predicted_ms - measured) / measured
         row = {"iteration": i, "group": chosen.group, "channels": chosen.channels,
                "new_channels": chosen.new_channels, "target_ms": target, "predicted_ms": chosen.predicted_ms,
                "measured_ms": measured, "spread_pct": lat.spread_pct, "accuracy": chosen.accuracy,
-               **_stats(model, shape), "seconds": time.time() - t0, "proposals": len(results)}
+               "anchor_ms": cur_ms, "cost_scale": scale, "prediction_error_pct": error,
+               **_stats(model, self.deploy_shape), "seconds": time.time() - t0, "proposals": len(results)}
         _log(f"iteration {i}: {chosen.group} {chosen.channels}→{chosen.new_channels}, predicted "
-             f"{chosen.predicted_ms:.3f} ms, measured {measured:.3f} ms, top-1 {chosen.accuracy:.4f} "
-             f"({row['seconds']:.1f} s)")
+             f"{chosen.predicted_ms:.3f} ms, measured {measured:.3f} ms (prediction {error:+.1f}%), top-1 "
+             f"{chosen.accuracy:.4f} ({row['seconds']:.1f} s)")
         state = {**state, "current": path, "trajectory": state["trajectory"] + [row], "current_ms": None,
                  "fine_tune_steps": state["fine_tune_steps"] + cfg.short_steps}
         ckpt.save_state(self.out, state)
@@ -241,8 +253,13 @@ class NetAdapt:
         device = get_device(cfg.device, cfg.devices_file)
         device.check()
         split = load_split(cfg.data_args())
-        shape = (1, *split.input_shape)  # what the network's graph, counts and files are made at
-        self.lat_shape = (cfg.batch, *split.input_shape)  # what every latency is measured at
+        shape = (1, *split.input_shape)  # what the network's graph is traced at: the training input
+        channels = split.input_shape[0]
+        self.deploy_shape = (1, channels, cfg.input_size, cfg.input_size)  # counts, exported files
+        self.lat_shape = (cfg.batch, channels, cfg.input_size, cfg.input_size)  # what every latency is measured at
+        if cfg.train_size != cfg.input_size:
+            _log(f"latency at {cfg.input_size}x{cfg.input_size} (deployment), fine-tuning and top-1 at "
+                 f"{cfg.train_size}x{cfg.train_size} (--train-size)")
         from hwnas.train import resolve_train_device
         self.train_device = resolve_train_device(cfg.train_device)
         self._bind_base(split.num_classes)
@@ -285,8 +302,9 @@ class NetAdapt:
         from hwnas.data import make_loaders
         steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
+        teacher = self._load("checkpoints/iter_000.safetensors") if cfg.distill and steps else None
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
-                        show_progress=True, device=self.train_device)
+                        show_progress=True, device=self.train_device, teacher=teacher)
         lat = _measure(device, {"network": model}, self.lat_shape, cfg.runs)["network"]
         measured = lat.ms
         path = self._save(model, "final.safetensors")
@@ -308,7 +326,7 @@ class NetAdapt:
         import shutil
         from hwnas.adapt.report import write_outputs
         shutil.rmtree(self.out / "proposals", ignore_errors=True)
-        return write_outputs(self.out, state, device, shape, self._load(state["final"]["path"]))
+        return write_outputs(self.out, state, device, self.deploy_shape, self._load(state["final"]["path"]))
 
 
 def adapt(cfg: AdaptConfig, model=None) -> dict:

@@ -2,7 +2,7 @@
 
 A proposal = (the current network, one group, how many channels to remove). Evaluating it prunes the
 weakest channels of that group (by its importance criterion, hwnas.adapt.importance: L2 by default),
-fine-tunes briefly (short-term), measures validation accuracy and writes the fine-tuned network to a file;
+fine-tunes briefly (short-term; with the unpruned network as a distillation teacher unless turned off), measures validation accuracy and writes the fine-tuned network to a file;
 the parent keeps the best one and deletes the rest.
 A worker that dies (segfault, OOM kill) surfaces as an HwnasError naming the proposal — never a hang.
 """
@@ -33,6 +33,7 @@ class Proposal:
     template: object = None    # or the unpruned module itself (a network handed in from Python)
     criterion: str = "l2"      # which channels go first (a name of hwnas.adapt.importance)
     train_device: str = "cpu"  # where the short-term fine-tuning runs
+    teacher: str | None = None  # the unpruned network file to distil from (None: labels only)
 
 
 @dataclass
@@ -72,7 +73,9 @@ def save_model(model, path, base: dict | None) -> None:
 
 
 def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: int, description: str,
-              show_progress: bool = False, device: str = "cpu"):
+              show_progress: bool = False, device: str = "cpu", teacher=None):
+    """Train `steps` steps (0: evaluate only) on `data`'s training split, distilling from `teacher` (a module)
+    when given; returns top-1 on the validation split."""
     from hwnas.data import make_loaders
     from hwnas.train import evaluate, seed_everything, train
     split = load_split(data)
@@ -80,7 +83,7 @@ def fine_tune(model, data: dict, steps: int, batch_size: int, lr: float, seed: i
     train_loader, val_loader = make_loaders(split, batch_size=batch_size, seed=seed)
     if steps > 0:
         train(model, train_loader, steps=steps, lr=lr, progress_bar=show_progress, description=description,
-              device=device)
+              device=device, teacher=teacher)
     return evaluate(model, val_loader, device=device)
 
 
@@ -92,8 +95,9 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
     model = load_model(p.model_in, p.template)
     graph = build_graph(model, p.input_shape)
     prune_group(model, graph, p.group, p.channels - p.new_channels, p.criterion)
+    teacher = load_model(p.teacher, p.template) if p.teacher and p.short_steps else None
     acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}",
-                    device=p.train_device)
+                    device=p.train_device, teacher=teacher)
     save_model(model, p.model_out, p.base)
     return ProposalResult(p.group, p.channels, p.new_channels, p.predicted_ms, float(acc), p.model_out)
 

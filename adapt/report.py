@@ -11,7 +11,7 @@ from pathlib import Path
 from hwnas.rundir import atomic_write_bytes, atomic_write_json, save_figure
 
 COLUMNS = ["iteration", "group", "channels", "new_channels", "target_ms", "predicted_ms", "measured_ms",
-           "accuracy", "params", "macs", "seconds", "proposals"]
+           "prediction_error_pct", "cost_scale", "accuracy", "params", "macs", "seconds", "proposals"]
 
 
 def write_trajectory(out: Path, rows: list[dict]) -> None:
@@ -37,8 +37,11 @@ def update_trajectory(out: Path, state: dict, device=None) -> dict:
         from hwnas.latency.protocol import statistic_of
         statistic = statistic_of(device)
     final = state.get("final") if state.get("phase") == "done" else None
-    return plot_trajectory(out / "trajectory.png", plotted, state["budget_ms"],
-                           f"NetAdapt {state['model']} on {state['device']}", final, statistic=statistic)
+    title = f"NetAdapt {state['model']} on {state['device']}"
+    deploy, trained = state.get("input_shape"), state.get("train_shape")
+    if deploy and trained and deploy[-2:] != trained[-2:]:
+        title += (f" (latency at {deploy[-2]}x{deploy[-1]}, top-1 at {trained[-2]}x{trained[-1]})")
+    return plot_trajectory(out / "trajectory.png", plotted, state["budget_ms"], title, final, statistic=statistic)
 
 
 def short_name(group: str, width: int = 18) -> str:
@@ -165,7 +168,8 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
     s = {k: int(v) for k, v in stats(model, shape).items()}
     summary = {
         "model": state["model"], "device": state["device"], "budget_ms": state["budget_ms"],
-        "input_shape": list(shape), "start": state["start"], "iterations": rows[-1]["iteration"],
+        "input_shape": list(shape), "train_shape": state.get("train_shape", list(shape)),
+        "distill": bool(state.get("distill", False)), "start": state["start"], "iterations": rows[-1]["iteration"],
         "original": {"measured_ms": first["measured_ms"], "accuracy": first["accuracy"], "params": first["params"],
                      "macs": first["macs"]},
         "adapted": {"measured_ms": final["measured_ms"], "accuracy": final["accuracy"], "params": s["params"],
@@ -180,6 +184,8 @@ def write_outputs(out: Path, state: dict, device, shape, model) -> dict:
         "fine_tune_steps": state["fine_tune_steps"], "min_width_ms": state["min_width_ms"],
         "accuracy_floor": state.get("floor"),
         "seconds_per_iteration": [r["seconds"] for r in rows[1:]],
+        # the per-layer costs' prediction of each chosen network against its measurement (+: predicted slower)
+        "prediction_error_pct": [r.get("prediction_error_pct") for r in rows[1:]],
         "files": files + ["trajectory.csv", "trajectory.json", "trajectory.png", "summary.json"],
     }
     update_trajectory(out, state, device)

@@ -1,15 +1,20 @@
-"""NetAdapt vs a uniform width multiplier, on this machine's `cpu` device (onnxruntime, 1 thread).
+"""NetAdapt vs a uniform width multiplier, on this machine's `cpu` device (onnxruntime), per seed.
 
-For each network (small enough to finish here: digits upsampled to --input-size px):
-  1. NetAdapt to a budget (default: half the network's measured latency);
+Latency at the deployment input (--input-size, default the network's own: 224), training at --train-size (32).
+For each network and seed:
+  1. NetAdapt to a budget (default: 0.6 of the network's measured latency), distilling from the unpruned network
+     unless --no-distill;
   2. the baseline: the same start, every group scaled by one width multiplier to the adapted network's
-     *measured* latency, fine-tuned for the same number of steps NetAdapt spent after the start;
-  3. a baseline curve (a few multipliers, same steps) to read the latency each reaches at equal accuracy.
-Prints accuracy at equal measured latency, latency at equal accuracy, wall time per iteration and peak
-resident memory (this process and its workers).
+     *measured* latency, fine-tuned for the same number of steps NetAdapt spent after the start (distilled from
+     the same teacher when NetAdapt was);
+  3. a baseline curve (a few multipliers, same steps) to read the latency each reaches at equal accuracy;
+  4. the original, NetAdapt's and the uniform network measured side by side (interleaved rounds).
+Prints accuracy at equal measured latency, latency at equal accuracy, the spread across seeds, wall time per
+iteration and peak resident memory. `--train-per-class K` makes digits harder honestly: K training images per
+class (the validation split stays the same 20%), written as an ImageFolder under --out.
 
-    .venv/bin/python bench/netadapt.py                       # mobilenet_v2 and resnet50
-    .venv/bin/python bench/netadapt.py --models mobilenet_v2 --short-steps 20 --out /tmp/na
+    .venv/bin/python bench/netadapt.py                                   # mobilenet_v2 and resnet18, 3 seeds
+    .venv/bin/python bench/netadapt.py --models resnet18 --seeds 0 --train-per-class 30 --out /tmp/na
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import argparse
 import json
 import resource
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -27,46 +33,74 @@ def peak_rss_gib() -> tuple[float, float]:
     return own, kids
 
 
-def run_one(name: str, args) -> dict:
+def few_digits(root: Path, per_class: int, seed: int = 0) -> str:
+    """digits as an ImageFolder: val/ the same stratified 20% hwnas holds out, train/ `per_class` images of each
+    class from the rest (PNG, 8x8 grey). Returns the folder to pass as --data."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from hwnas.data import _stratified_split
+    root = Path(root) / f"digits-{per_class}-per-class"
+    if (root / "val").is_dir():
+        return str(root)
+    d = load_digits()
+    tr, va = _stratified_split(d.target, 0.2, seed)
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.permutation(tr[d.target[tr] == c])[:per_class] for c in range(10)])
+    for part, idx in (("train", keep), ("val", va)):
+        for i in idx:
+            folder = root / part / str(d.target[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return str(root)
+
+
+def run_one(name: str, seed: int, args) -> dict:
     from hwnas.adapt import AdaptConfig, adapt
     from hwnas.adapt.baseline import evaluate_width, latency_at_accuracy, match_latency
     from hwnas.adapt.proposals import load_model, load_split
     from hwnas.latency.devices import get_device
     from hwnas.models import create
 
-    out = Path(args.out) / name
+    out = Path(args.out) / f"{name}-seed{seed}"
     if out.exists() and not args.resume:
         shutil.rmtree(out)
     dev = get_device(args.device)
-    data = {"spec": args.data, "image_size": args.input_size, "channels": 3, "seed": 0}
+    cfg = AdaptConfig(name, budget_ms=1.0, device=args.device, data=args.data, input_size=args.input_size,
+                      train_size=args.train_size, out=str(out), short_steps=args.short_steps,
+                      long_epochs=args.long_epochs, pretrain_steps=args.pretrain_steps, workers=args.workers,
+                      initial_step=args.initial_step, min_proposals=args.min_proposals,
+                      max_proposals=args.max_proposals or None, max_cut=args.max_cut, batch_size=args.batch_size,
+                      distill=args.distill, importance=args.importance, seed=seed, resume=args.resume)
+    data = cfg.data_args()
     split = load_split(data)
-    shape = (1, *split.input_shape)
-    budget = args.budget or 0.5 * dev.latency(create(name, num_classes=split.num_classes).eval(), shape).ms
+    shape = (1, *split.input_shape)                                    # training input: traced, fine-tuned
+    lat_shape = (1, split.input_shape[0], cfg.input_size, cfg.input_size)  # deployment input: timed
+    budget = args.budget or args.budget_fraction * dev.latency(create(name, num_classes=split.num_classes).eval(),
+                                                               lat_shape).ms
+    cfg.budget_ms = budget
     t0 = time.time()
-    cfg = AdaptConfig(name, budget_ms=budget, device=args.device, data=args.data, input_size=args.input_size,
-                      out=str(out), short_steps=args.short_steps, long_epochs=args.long_epochs,
-                      pretrain_steps=args.pretrain_steps, workers=args.workers, initial_step=args.initial_step,
-                      min_proposals=args.min_proposals, max_cut=args.max_cut, batch_size=args.batch_size,
-                      resume=args.resume)
     s = adapt(cfg)
     adapt_s = time.time() - t0
     start = load_model(out / "checkpoints" / "iter_000.safetensors")
+    teacher = start if cfg.distill else None
     steps = s["fine_tune_steps"]
-    mult, _ = match_latency(dev, start, shape, s["adapted"]["measured_ms"])
-    kw = {"batch_size": args.batch_size}
+    mult, _ = match_latency(dev, start, shape, s["adapted"]["measured_ms"], lat_shape=lat_shape)
+    kw = {"batch_size": args.batch_size, "seed": seed, "lat_shape": lat_shape, "teacher": teacher}
     eq = evaluate_width(dev, start, shape, mult, data, steps, **kw)
     curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps, **kw) for m in args.curve
                     if abs(m - mult) > 0.02]
     lat_base = latency_at_accuracy(curve, s["adapted"]["accuracy"])
-    side = side_by_side(dev, shape, {"original": start, "netadapt": load_model(out / "adapted.safetensors"),
-                                     f"uniform x{mult:.3f}": _uniform(start, shape, mult)}, args.rounds)
+    side = side_by_side(dev, lat_shape, {"original": start, "netadapt": load_model(out / "adapted.safetensors"),
+                                         f"uniform x{mult:.3f}": _uniform(start, shape, mult)}, args.rounds)
     from hwnas.adapt.report import plot_trajectory
     rows = json.loads((out / "trajectory.json").read_text())
-    plot_trajectory(out / "comparison.png", rows, budget, f"{name}: NetAdapt vs uniform width",
+    plot_trajectory(out / "comparison.png", rows, budget, f"{name} seed {seed}: NetAdapt vs uniform width",
                     {"measured_ms": s["adapted"]["measured_ms"], "accuracy": s["adapted"]["accuracy"]}, curve)
-    res = {"model": name, "budget_ms": budget, "summary": s, "baseline_equal_latency": eq, "baseline_curve": curve,
-           "baseline_latency_at_adapted_accuracy": lat_base, "adapt_seconds": adapt_s, "side_by_side": side,
-           "peak_rss_gib": peak_rss_gib()}
+    res = {"model": name, "seed": seed, "budget_ms": budget, "summary": s, "baseline_equal_latency": eq,
+           "baseline_curve": curve, "baseline_latency_at_adapted_accuracy": lat_base, "adapt_seconds": adapt_s,
+           "side_by_side": side, "peak_rss_gib": peak_rss_gib(), "input_size": cfg.input_size,
+           "train_size": cfg.train_size, "data": args.data, "distill": cfg.distill}
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
     return res
 
@@ -91,8 +125,9 @@ def report(r: dict) -> None:
     s, eq = r["summary"], r["baseline_equal_latency"]
     o, a = s["original"], s["adapted"]
     it = s["seconds_per_iteration"]
-    print(f"\n== {r['model']} (budget {r['budget_ms']:.3f} ms, {s['iterations']} iterations, "
-          f"{s['fine_tune_steps']} fine-tune steps after the start) ==")
+    print(f"\n== {r['model']} seed {r['seed']} (budget {r['budget_ms']:.3f} ms at {r['input_size']}x{r['input_size']}, "
+          f"top-1 at {r['train_size']}x{r['train_size']} on {r['data']}, distill {r['distill']}; "
+          f"{s['iterations']} iterations, {s['fine_tune_steps']} fine-tune steps after the start) ==")
     print(f"original          {o['measured_ms']:.3f} ms  top-1 {o['accuracy']:.4f}  params {o['params']:,}  "
           f"MACs {o['macs']:,}")
     print(f"NetAdapt          {a['measured_ms']:.3f} ms  top-1 {a['accuracy']:.4f}  params {a['params']:,}  "
@@ -108,6 +143,10 @@ def report(r: dict) -> None:
     else:
         print(f"equal accuracy ({a['accuracy']:.4f}): NetAdapt {a['measured_ms']:.3f} ms vs uniform {lb:.3f} ms "
               f"({lb / a['measured_ms']:.2f}x; the paper reports 1.7x on MobileNetV1)")
+    errors = [e for e in s.get("prediction_error_pct", []) if e is not None]
+    if errors:
+        print(f"per-layer cost prediction of each chosen network vs its measurement: "
+              f"{', '.join(f'{e:+.1f}%' for e in errors)}")
     if it:
         print(f"wall time per iteration: mean {sum(it) / len(it):.1f} s, max {max(it):.1f} s; whole adapt "
               f"{r['adapt_seconds']:.0f} s")
@@ -119,19 +158,45 @@ def report(r: dict) -> None:
     print(f"peak resident memory: {own:.2f} GiB (this process), {kids:.2f} GiB (largest worker)")
 
 
+def _mean_std(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
+
+
+def across_seeds(results: list[dict]) -> None:
+    """Per network: the gap at equal measured latency and the latency ratio at equal accuracy, over seeds."""
+    for name in dict.fromkeys(r["model"] for r in results):
+        rs = [r for r in results if r["model"] == name]
+        gap = [100 * (r["summary"]["adapted"]["accuracy"] - r["baseline_equal_latency"]["accuracy"]) for r in rs]
+        ratio = [r["baseline_latency_at_adapted_accuracy"] / r["summary"]["adapted"]["measured_ms"] for r in rs
+                 if r["baseline_latency_at_adapted_accuracy"] is not None]
+        print(f"\n{name} over {len(rs)} seeds: NetAdapt top-1 "
+              f"{_mean_std([r['summary']['adapted']['accuracy'] for r in rs])}, uniform at equal latency "
+              f"{_mean_std([r['baseline_equal_latency']['accuracy'] for r in rs])}; gap {_mean_std(gap)} points; "
+              f"latency ratio at equal accuracy "
+              f"{_mean_std(ratio) if ratio else 'n/a'} ({len(ratio)} of {len(rs)} seeds where uniform reaches it)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["mobilenet_v2", "resnet50"])
+    ap.add_argument("--models", nargs="+", default=["mobilenet_v2", "resnet18"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--input-size", type=int, default=32)
-    ap.add_argument("--budget", type=float, default=None, help="ms (default: half the measured latency)")
-    ap.add_argument("--short-steps", type=int, default=20)
+    ap.add_argument("--train-per-class", type=int, default=None,
+                    help="digits with only this many training images per class (a harder task)")
+    ap.add_argument("--input-size", type=int, default=None, help="deployment input (default: the network's own)")
+    ap.add_argument("--train-size", type=int, default=None, help="training input (default: NetAdapt's, 32)")
+    ap.add_argument("--budget", type=float, default=None, help="ms (default: --budget-fraction of the measured)")
+    ap.add_argument("--budget-fraction", type=float, default=0.6)
+    ap.add_argument("--short-steps", type=int, default=50)
     ap.add_argument("--long-epochs", type=int, default=2)
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--initial-step", type=float, default=0.1)
     ap.add_argument("--min-proposals", type=int, default=1)
+    ap.add_argument("--max-proposals", type=int, default=12, help="0: every group")
     ap.add_argument("--max-cut", type=float, default=1.0)
+    ap.add_argument("--importance", default="l2")
+    ap.add_argument("--no-distill", dest="distill", action="store_false")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--curve", type=float, nargs="*", default=[0.5, 0.75, 1.0])
@@ -139,9 +204,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="minimum interleaved rounds of the side-by-side measurement")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
-    results = [run_one(m, args) for m in args.models]
+    if args.train_per_class:
+        args.data = few_digits(Path(args.out), args.train_per_class)
+    results = [run_one(m, seed, args) for m in args.models for seed in args.seeds]
     for r in results:
         report(r)
+    across_seeds(results)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,7 @@ def _adapt(console, dev, out_dir, report, steps: int = 300, **_):
     budget = 0.6 * start_ms  # 60% of what the untrained network measures here (NetAdapt measures it again)
     run = out_dir / "adapt"
     cfg = AdaptConfig("hwnas.demo:demo_net", budget_ms=budget, device=dev.name, out=str(run), pretrain_steps=steps,
+                      input_size=32, min_proposals=1, max_cut=1.0,  # a 4-block net at 32: the paper's rule
                       short_steps=20, long_epochs=1, initial_step=0.15, db=str(out_dir / "lut.db"),
                       resume=(run / "state.json").exists())
     s = adapt(cfg, model=model)

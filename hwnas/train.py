@@ -104,13 +104,17 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
           momentum: float = 0.9, weight_decay: float = 4e-5, optimizer: str = "sgd", schedule: str = "cosine",
           label_smoothing: float = 0.0, agc_clip: float | None = None, device: str = "cpu",
           threads: int | None = None, progress: bool = True, description: str = "train",
-          progress_bar: bool | None = None) -> TrainResult:
+          progress_bar: bool | None = None, teacher: nn.Module | None = None, distill_weight: float = 0.5,
+          temperature: float = 4.0) -> TrainResult:
     """Train `model` for exactly `steps` optimizer steps (cycling over `loader` as often as needed), or
     `epochs` passes over `loader`; give exactly one of the two. `agc_clip` turns on adaptive gradient
     clipping for every parameter but the last Linear layer's. `threads` calls torch.set_num_threads.
     `progress=False` (or the older `progress_bar=False`) keeps the bar off even on a terminal.
     `device` ("cpu", "cuda", "cuda:N"; see resolve_train_device for "auto") is where the steps run; the model is
-    moved there and back to where it was, so a caller exporting or timing it afterwards finds it unchanged."""
+    moved there and back to where it was, so a caller exporting or timing it afterwards finds it unchanged.
+    With a `teacher` (knowledge distillation, Hinton et al. 2015) the loss is
+    (1 − distill_weight)·CE(labels) + distill_weight·T²·KL(teacher ‖ student) of the logits softened by
+    T = `temperature`; the teacher runs in eval mode without gradients, on the same device, and goes back too."""
     if progress_bar is not None:
         progress = progress_bar
     if (steps is None) == (epochs is None):
@@ -142,6 +146,9 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
         raise HwnasError(f"unknown schedule {schedule!r} (cosine or constant)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     clipped = [p for p in params if id(p) not in _classifier_params(model)] if agc_clip else []
+    if teacher is not None:
+        teacher_home = _device_of(teacher)
+        teacher.to(device).eval()
     start = time.perf_counter()
     step, loss_value = 0, float("nan")
     with _progress(total, description, enabled=None if progress else False) as bar:
@@ -149,7 +156,11 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
             for x, y in loader:
                 x, y = x.to(device), y.to(device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                if teacher is not None:
+                    loss = (1 - distill_weight) * loss + distill_weight * distillation_loss(logits, teacher, x,
+                                                                                            temperature)
                 loss.backward()
                 if agc_clip:
                     adaptive_gradient_clip_(clipped, agc_clip)
@@ -162,9 +173,20 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
                 if step >= total:
                     break
     model.to(home)
+    if teacher is not None:
+        teacher.to(teacher_home)
     if not math.isfinite(loss_value):
         raise HwnasError(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
     return TrainResult(steps=step, final_loss=loss_value, seconds=time.perf_counter() - start)
+
+
+def distillation_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T²·KL(softmax(teacher(x)/T) ‖ softmax(logits/T)), batch mean: the soft-label term of distillation (the T²
+    keeps its gradient on the scale of the hard-label term's as T changes)."""
+    with torch.no_grad():
+        target = torch.log_softmax(teacher(x) / temperature, dim=1)
+    student = torch.log_softmax(logits / temperature, dim=1)
+    return nn.functional.kl_div(student, target, reduction="batchmean", log_target=True) * temperature ** 2
 
 
 def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:

@@ -17,18 +17,25 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
                    "pickled module is refused. Without them the network is trained briefly first.")
-@click.option("--input-size", type=count("size", 8), default=32, show_default=True)
+@click.option("--input-size", type=count("size", 8), default=None,
+              help="Deployment input (square): every latency is measured at it. Default: the model's own (224 "
+                   "for resnet50; `hwnas models` lists them), 224 for your own network.")
+@click.option("--train-size", type=count("size", 8), default=None,
+              help="Input size fine-tuning and top-1 run at (pruned networks take any size). Default: "
+                   "the smaller of --input-size and 32, what a 2-core CPU can train.")
 @click.option("--batch", type=count("batch"), default=1, show_default=True,
               help="Batch every latency is measured at (the budget holds at this batch; --batch-size is training's).")
 @train_device_option
 @click.option("--importance", default="l2", show_default=True,
               help="Which channels of a group are removed first: l2 | l1 (weight norms), bn-scale (|BN gamma|, "
                    "Network Slimming) | random (a baseline).")
+@click.option("--distill/--no-distill", default=True, show_default=True,
+              help="Fine-tune against the unpruned network's soft labels as well as the labels (distillation).")
 @click.option("--short-steps", type=count("steps", 0), default=50, show_default=True,
               help="Short-term fine-tune steps per proposal.")
 @click.option("--long-epochs", type=count("epochs", 0), default=2, show_default=True,
               help="Long-term fine-tune epochs at the end.")
-@click.option("--pretrain-steps", type=count("steps", 0), default=300, show_default=True,
+@click.option("--pretrain-steps", type=count("steps", 0), default=600, show_default=True,
               help="Training steps from scratch when no --weights are given.")
 @click.option("--workers", type=count("workers"), default=1, show_default=True,
               help="Processes evaluating proposals in parallel.")
@@ -39,9 +46,12 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
 @click.option("--decay", type=click.FloatRange(0, 1, min_open=True), default=0.96, show_default=True,
               help="Per-iteration decay of the reduction step.")
 @click.option("--unit", type=count("channels"), default=8, show_default=True, help="Channel rounding unit.")
-@click.option("--min-proposals", type=count("top"), default=1, show_default=True,
+@click.option("--min-proposals", type=count("top"), default=2, show_default=True,
               help="Halve the step until at least this many groups can meet it (a choice, not one forced cut).")
-@click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+@click.option("--max-proposals", type=count("top", 0), default=8, show_default=True,
+              help="Fine-tune at most this many proposals per iteration: of the groups that can meet the target, "
+                   "those cut by the smallest fraction; 0: one for every group (the paper's rule).")
+@click.option("--max-cut", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Largest fraction of a group's channels one iteration may remove.")
 @click.option("--accuracy-floor", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Top-1 below which no proposal is kept (the step is halved instead); default halfway between "
@@ -67,6 +77,7 @@ def command(json_out, **settings):
     from hwnas.units import parse_latency_ms
 
     settings["budget_ms"] = parse_latency_ms(settings["budget_ms"])
+    settings["max_proposals"] = settings["max_proposals"] or None
     cfg = AdaptConfig(**settings)
     cfg.check()
     spec, module = cfg.model, None
@@ -87,8 +98,10 @@ def _print(s: dict, out: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    h, w = s["input_shape"][-2:]
+    th, tw = s.get("train_shape", s["input_shape"])[-2:]
     t = Table(title=f"NetAdapt {s['model']} on {s['device']} (budget {s['budget_ms']:g} ms, "
-                    f"{s['iterations']} iterations)")
+                    f"{s['iterations']} iterations; latency at {h}x{w}, top-1 at {th}x{tw})")
     for col in ("", "measured ms", "top-1", "params", "MACs"):
         t.add_column(col, justify="right")
     for name in ("original", "adapted"):

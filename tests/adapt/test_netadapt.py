@@ -25,25 +25,54 @@ WIDTH = 96
 
 
 def _cfg(tmp_path, budget, **kw):
+    # the paper's rule (every group a proposal, any cut): fewest iterations on TinyNet; the defaults are run by
+    # the deployment-size test
     base = dict(out=str(tmp_path / "run"), short_steps=3, long_epochs=1, pretrain_steps=30, runs=15,
-                db=str(tmp_path / "layers.db"), input_size=32)
+                db=str(tmp_path / "layers.db"), input_size=32, min_proposals=1, max_cut=1.0, max_proposals=None)
     base.update(kw)
     return AdaptConfig("tinynet", budget_ms=budget, **base)
 
 
-def _budget(frac: float) -> float:
+def _budget(frac: float, size: int = 32) -> float:
     """A budget `frac` of the way from TinyNet's minimum-width latency to its full latency, both measured
     with the protocol NetAdapt's budget checks use, so that the budget sits between what pruning can reach
     and the network's own latency as NetAdapt measures them."""
     import copy
     from hwnas.adapt.groups import scale_width
     from hwnas.latency.devices import get_device
-    dev, shape = get_device("cpu"), (1, 3, 32, 32)
+    dev, shape = get_device("cpu"), (1, 3, size, size)
     net = TinyNet(width=WIDTH).eval()
     narrow = scale_width(copy.deepcopy(net), shape, 1e-9, 8).eval()
     from hwnas.latency.protocol import measure_latency
     lat = measure_latency(dev, {"full": (net, shape), "narrow": (narrow, shape)})  # NetAdapt's own definition
     return lat["narrow"].ms + frac * (lat["full"].ms - lat["narrow"].ms)
+
+
+@pytest.mark.slow
+def test_latency_at_the_deployment_size_while_training_at_a_smaller_one(tmp_path):
+    """Timed at 48x48, fine-tuned at 16x16: the budget holds at 48 (the exported file is 48), training saw 16,
+    and each iteration's prediction is checked against its measurement."""
+    import onnx
+    budget = _budget(0.5, size=48)
+    defaults = {k: getattr(AdaptConfig, k) for k in ("min_proposals", "max_cut", "max_proposals")}
+    s = adapt(_cfg(tmp_path, budget, input_size=48, train_size=16, **defaults), model=TinyNet(width=WIDTH))
+    out = tmp_path / "run"
+    assert s["input_shape"] == [1, 3, 48, 48] and s["train_shape"] == [1, 3, 16, 16] and s["distill"] is True
+    assert s["budget_met"] and s["adapted"]["measured_ms"] <= budget
+    dims = [d.dim_value for d in onnx.load(str(out / "adapted.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert dims[-2:] == [48, 48]
+    state = json.loads((out / "state.json").read_text())
+    assert state["train_size"] == 16 and state["input_size"] == 48
+    rows = state["trajectory"][1:]
+    assert rows and len(s["prediction_error_pct"]) == len(rows)
+    for r in rows:
+        assert r["prediction_error_pct"] == pytest.approx(100 * (r["predicted_ms"] - r["measured_ms"]) /
+                                                          r["measured_ms"])
+        assert 0.5 <= r["cost_scale"] <= 2.0 and r["anchor_ms"] > 0
+    assert rows[0]["cost_scale"] == 1.0  # nothing measured yet to correct the table with
+    from hwnas.adapt.proposals import load_split
+    assert load_split(AdaptConfig("tinynet", budget_ms=1.0, input_size=48, train_size=16).data_args()
+                      ).input_shape == (3, 16, 16)
 
 
 def test_unreachable_budget_reported_before_any_fine_tuning(tmp_path):
@@ -92,7 +121,8 @@ sys.path.insert(0, {here!r})
 from tinynet import TinyNet
 from hwnas.adapt import AdaptConfig, adapt
 cfg = AdaptConfig("tinynet", budget_ms={budget}, out={out!r}, short_steps=3, long_epochs=1, pretrain_steps=30,
-                  runs=15, db={db!r}, initial_step=0.05, resume=len(sys.argv) > 1)
+                  runs=15, db={db!r}, initial_step=0.05, input_size=32, min_proposals=1, max_cut=1.0,
+                  max_proposals=None, resume=len(sys.argv) > 1)
 adapt(cfg, model=TinyNet(width={width}))
 """
 

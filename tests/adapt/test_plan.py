@@ -54,12 +54,12 @@ def test_step_halved_until_enough_groups_can_meet_it(setting):
 
 def test_budget_clamps_the_target_and_stops_halving(setting):
     plan, _ = _plan(setting, delta=0.9, budget_ms=0.99)
-    assert plan.target == pytest.approx(0.9801) and plan.delta == 0.9  # Δ no longer sets the target: not halved
+    assert plan.target == pytest.approx(0.99 * 0.97) and plan.delta == 0.9  # Δ no longer sets the target: not halved
     assert plan.cuts and not plan.forced and all(c.predicted_ms <= plan.target for c in plan.cuts)
 
 
 def test_clamped_target_nobody_meets_is_relaxed_not_forced(setting):
-    plan, _ = _plan(setting, delta=0.99, budget_ms=0.02)  # first target 0.0198 ms: no cut gets there
+    plan, _ = _plan(setting, delta=0.99, budget_ms=0.02)  # first target 0.0194 ms: no cut gets there
     assert not plan.forced and plan.cuts and plan.delta < 0.99 and plan.target > 0.02
 
 
@@ -68,3 +68,46 @@ def test_nothing_predicted_to_meet_the_target_forces_the_best_rated_cut(setting)
     assert plan.forced and len(plan.cuts) == 1
     c = plan.cuts[0]
     assert c.new_channels == _allowed_counts(groups[c.group], 8, 0.5)[-1]
+
+
+def test_max_proposals_keeps_the_least_cut_in_group_order(setting):
+    full, _ = _plan(setting)
+    assert len(full.cuts) >= 3 and full.found == len(full.cuts)
+    capped, _ = _plan(setting, max_proposals=2)  # the same halvings, then the two least cut
+    assert len(capped.cuts) == 2 and capped.found == len(full.cuts)
+
+    def frac(c):
+        return (c.channels - c.new_channels) / c.channels
+    kept = {c.group for c in capped.cuts}
+    assert max(frac(c) for c in capped.cuts) <= min(frac(c) for c in full.cuts if c.group not in kept)
+    assert [c.index for c in capped.cuts] == sorted(c.index for c in capped.cuts)
+
+
+def test_a_cost_scale_scales_every_predicted_saving(setting):
+    one, _ = _plan(setting, min_proposals=1, halvings=0, delta=0.01)
+    two, _ = _plan(setting, min_proposals=1, halvings=0, delta=0.01, scale=2.0)
+    assert one.cuts and two.cuts
+    by = {c.group: c for c in one.cuts}
+    for c in two.cuts:  # twice the saving per channel: a group meets the same target with fewer channels cut
+        if c.group in by:
+            assert c.new_channels >= by[c.group].new_channels
+
+
+def _row(anchor, predicted_raw, measured, scale=1.0):
+    return {"anchor_ms": anchor, "cost_scale": scale, "predicted_ms": anchor + scale * predicted_raw,
+            "measured_ms": measured}
+
+
+def test_cost_scale_is_the_pooled_ratio_of_measured_to_predicted_savings():
+    from hwnas.adapt.plan import SCALE_RANGE, cost_scale
+    start = {"iteration": 0, "predicted_ms": 10.0, "measured_ms": 10.0}  # no anchor: not counted
+    assert cost_scale([start]) == 1.0
+    # predicted savings 1 and 3 ms (the second made with scale 2: raw 1.5), measured 2 and 2: ratio 4 / 2.5
+    rows = [start, _row(10.0, -1.0, 8.0), _row(8.0, -1.5, 6.0, scale=2.0)]
+    assert cost_scale(rows) == pytest.approx(4.0 / 2.5)
+    assert cost_scale([start, _row(10.0, -0.1, 2.0)]) == SCALE_RANGE[1]   # clipped
+    assert cost_scale([start, _row(10.0, -4.0, 10.5)]) == SCALE_RANGE[0]  # slower than predicted: clipped low
+    assert cost_scale([start, _row(10.0, 0.5, 9.0)]) == 1.0  # no predicted saving: nothing to learn from
+    # a prior of ratio 1 worth 3 ms: one noisy measurement (predicted -3, measured +1) moves it part of the way
+    assert cost_scale([start, _row(10.0, -3.0, 9.5)], prior_ms=3.0) == pytest.approx((-0.5 - 3.0) / (-3.0 - 3.0))
+    assert cost_scale(rows, prior_ms=1.0) == pytest.approx((-4.0 - 1.0) / (-2.5 - 1.0))

@@ -106,3 +106,27 @@ def test_a_value_with_braces_is_shown_as_it_is():
     with pytest.raises(SettingError, match=r"cannot resume runs/\{a\}: .*seed: '\{1\}' -> 2.*another out") as e:
         check_same_config({"seed": "{1}"}, {"seed": 2}, "runs/{a}")
     assert e.value.named(lambda s: "--" + s).endswith("another --out")
+
+
+def test_a_run_from_before_train_size_resumes_as_it_ran():
+    """Before the deployment/training split a run trained and timed at its one input size, fine-tuned every
+    proposal and distilled none: that is how it reads on resume."""
+    old = {"model": "resnet50", "budget_ms": 20.0, "input_size": 64, "phase": "iterate"}
+    now = saved_record(old)
+    assert now["input_size"] == 64 and now["train_size"] == 64
+    assert now["max_proposals"] is None and now["distill"] is False
+    assert saved_record({"model": "x", "budget_ms": 1.0})["input_size"] == 32
+
+
+def test_deployment_size_defaults_to_the_models_own_and_training_to_a_small_one():
+    from hwnas.adapt.config import DEFAULT_INPUT_SIZE, TRAIN_SIZE
+    r50 = AdaptConfig("resnet50", budget_ms=20.0)
+    assert (r50.input_size, r50.train_size) == (224, TRAIN_SIZE)
+    assert r50.data_args()["image_size"] == TRAIN_SIZE  # the data is at the training size
+    assert AdaptConfig("inception_v3", budget_ms=20.0).input_size == 299
+    own = AdaptConfig("mypkg.nets:build", budget_ms=5.0)
+    assert own.input_size == DEFAULT_INPUT_SIZE
+    small = AdaptConfig("resnet50", budget_ms=5.0, input_size=16)
+    assert small.train_size == 16  # never trained above the deployment size by default
+    rec = AdaptConfig("resnet50", budget_ms=20.0, train_size=48).record()
+    assert rec["input_size"] == 224 and rec["train_size"] == 48 and rec["distill"] is True

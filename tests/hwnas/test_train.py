@@ -126,3 +126,40 @@ def test_training_on_the_gpu_comes_back_to_the_cpu():
     model = small_cnn()
     train(model, tl, steps=5, progress=False, device="cuda")
     assert next(model.parameters()).device.type == "cpu" and 0 <= evaluate(model, vl, device="cuda") <= 1
+
+
+def test_distillation_pulls_the_student_towards_the_teacher():
+    """With distill_weight 1 the labels play no part: the student learns the teacher's answers, even where the
+    teacher is wrong (a teacher that always answers class 3)."""
+    from hwnas.train import distillation_loss
+    split = load_dataset("digits", image_size=8)
+    tl, vl = make_loaders(split, 32, seed=0)
+
+    class Three(nn.Module):
+        def forward(self, x):
+            out = torch.zeros(len(x), 10)
+            out[:, 3] = 10.0
+            return out
+    seed_everything(0)
+    student = small_cnn()
+    train(student, tl, steps=60, lr=0.05, threads=1, progress=False, teacher=Three(), distill_weight=1.0)
+    x, _ = next(iter(vl))
+    with torch.no_grad():
+        assert (student.eval()(x).argmax(1) == 3).float().mean() > 0.9
+    # the loss itself: zero when the student equals the teacher, positive otherwise, on the T² scale
+    t = Three()
+    same = distillation_loss(t(x), t, x, 4.0)
+    assert float(same) == pytest.approx(0.0, abs=1e-5)
+    assert float(distillation_loss(torch.zeros(len(x), 10), t, x, 4.0)) > 0.1
+
+
+def test_distillation_with_weight_zero_is_plain_training():
+    split = load_dataset("digits", image_size=8)
+    outs = []
+    for teacher in (None, small_cnn()):
+        seed_everything(5)
+        model = small_cnn()
+        train(model, make_loaders(split, 32, seed=5)[0], steps=5, threads=1, progress=False, teacher=teacher,
+              distill_weight=0.0)
+        outs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(outs[0], outs[1])
