@@ -5,13 +5,15 @@ Iteration i: target = measured(current) − Δᵢ, Δᵢ = initial_step · laten
 For every prunable group: the largest channel count (stepping down by `unit`, removing at most `max_cut` of
 the group) whose predicted latency meets the target (per-layer costs, anchored to the current measurement);
 when fewer than `min_proposals` groups can, Δ is halved (up to 6 times) so that the choice is a real one
-(defaults 2 and 0.5; 1 and 1.0 are the paper's rule: at 224 it cut a 1024-channel group to 128 in one step); prune the weakest filters
-(L2); fine-tune briefly (distilling from the unpruned network); keep the proposal that loses the least
-accuracy per ms removed. The chosen network is measured on the device (the judge), and the ratio of measured
-to predicted savings so far scales the next iteration's predictions (plan.cost_scale).
+(defaults 2 and 0.5; 1 and 1.0 are the paper's rule: at 224 it cut a 1024-channel group to 128 in one step);
+of those, at most `max_proposals` (the least cut) are made: prune the weakest filters (L2); fine-tune briefly
+(distilling from the unpruned network); keep the proposal that loses the least accuracy per ms removed. The
+chosen network is measured on the device (the judge), and the ratio of measured to predicted savings so far
+scales the next iteration's predictions (plan.cost_scale). When the measured latency meets the budget:
+long-term fine-tune, export, re-measure (and iterate again if the measurement misses the budget).
+
 Latency is measured at the deployment input (`input_size`, the model's own by default: 224 for resnet50);
-fine-tuning and evaluation run at `train_size` (32 by default), as the pruned networks take any input size. When the measured latency meets the budget: long-term
-fine-tune, export, re-measure (and iterate again if the measurement misses the budget).
+fine-tuning and evaluation run at `train_size` (32 by default), as the pruned networks take any input size.
 """
 from __future__ import annotations
 
@@ -132,7 +134,8 @@ class NetAdapt:
         _log(f"accuracy floor: top-1 {floor:.4f} (no proposal below it is kept; the step is halved instead)")
         return {**self._config_record(), "phase": "iterate", "original_ms": orig_ms, "min_width_ms": min_ms,
                 "start": pre, "current": path, "trajectory": [row], "fine_tune_steps": 0,
-                "input_shape": list(self.deploy_shape), "train_shape": list(shape), "num_classes": split.num_classes, "floor": floor,
+                "input_shape": list(self.deploy_shape), "train_shape": list(shape),
+                "num_classes": split.num_classes, "floor": floor,
                 "original_spread_pct": ms["original"].spread_pct}
 
     # ------------------------------------------------------------------ one iteration

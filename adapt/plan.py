@@ -123,8 +123,8 @@ def plan_cuts(costs, model, graph, groups: dict, cur_ms: float, delta: float, bu
               max_cut: float, min_proposals: int, halvings: int = 6, max_proposals: int | None = None,
               scale: float = 1.0) -> Plan:
     """One iteration's proposals: per group, the largest allowed channel count predicted to meet
-    target = max(cur − Δ, (1 − BUDGET_MARGIN)·budget). While fewer than `min_proposals` groups can (and Δ still sets the
-    target), Δ is halved, up to `halvings` times; the widest choice found is kept, and of it at most
+    target = max(cur − Δ, (1 − BUDGET_MARGIN)·budget). While fewer than `min_proposals` groups can (and Δ
+    still sets the target), Δ is halved, up to `halvings` times; the widest choice found is kept, and of it at most
     `max_proposals` (the least cut). Predictions are cur + scale·Σ per-layer cost changes (see cost_scale)."""
     allowed = {g: _allowed_counts(ch, unit, max_cut) for g, ch in groups.items()}
     want = min(min_proposals, sum(1 for c in allowed.values() if c))

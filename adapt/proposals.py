@@ -2,7 +2,8 @@
 
 A proposal = (the current network, one group, how many channels to remove). Evaluating it prunes the
 weakest channels of that group (by its importance criterion, hwnas.adapt.importance: L2 by default),
-fine-tunes briefly (short-term; with the unpruned network as a distillation teacher unless turned off), measures validation accuracy and writes the fine-tuned network to a file;
+fine-tunes briefly (short-term; with the unpruned network as a distillation teacher unless turned off),
+measures validation accuracy and writes the fine-tuned network to a file;
 the parent keeps the best one and deletes the rest.
 A worker that dies (segfault, OOM kill) surfaces as an HwnasError naming the proposal — never a hang.
 """
