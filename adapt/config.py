@@ -97,7 +97,7 @@ class AdaptConfig:
         require(self.max_proposals is None or (isinstance(self.max_proposals, int) and self.max_proposals >= 1),
                 "{} must be at least 1", "max_proposals")
         require(self.max_proposals is None or self.max_proposals >= self.min_proposals,
-                "{} must be at least --min-proposals", "max_proposals")
+                "{} must be at least {}", "max_proposals", "min_proposals")
         require(finite(self.initial_step) and 0 < self.initial_step < 1, "{} must be in (0, 1)", "initial_step")
         require(finite(self.decay) and 0 < self.decay <= 1, "{} must be in (0, 1]", "decay")
         require(finite(self.max_cut) and 0 < self.max_cut <= 1, "{} must be in (0, 1]", "max_cut")

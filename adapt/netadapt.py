@@ -27,7 +27,8 @@ from hwnas.adapt.costs import LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
 from hwnas.adapt.importance import get_importance
 from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, cost_scale, pick, plan_cuts
-from hwnas.adapt.proposals import Proposal, ProposalPool, fine_tune, load_model, load_split, save_model
+from hwnas.adapt.proposals import (Proposal, ProposalPool, fine_tune, load_model, load_split, load_teacher,
+                                   save_model)
 from hwnas.adapt.report import update_trajectory
 from hwnas.errors import HwnasError
 from hwnas.progress import progress
@@ -305,7 +306,8 @@ class NetAdapt:
         from hwnas.data import make_loaders
         steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
         _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
-        teacher = self._load("checkpoints/iter_000.safetensors") if cfg.distill and steps else None
+        teacher = load_teacher(self._path("checkpoints/iter_000.safetensors"), self.template) \
+            if cfg.distill and steps else None
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",
                         show_progress=True, device=self.train_device, teacher=teacher)
         lat = _measure(device, {"network": model}, self.lat_shape, cfg.runs)["network"]

@@ -67,6 +67,20 @@ def load_model(path, template=None):
     return load_network(path, template)
 
 
+_TEACHER_CACHE: dict = {}
+
+
+def load_teacher(path, template=None):
+    """The distillation teacher in `path`, read once per process while the file stays the same (every proposal
+    of a run distils from the one unpruned network: rebuilding it per proposal only repeats the same I/O)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _TEACHER_CACHE:
+        _TEACHER_CACHE.clear()
+        _TEACHER_CACHE[key] = load_model(path, template).eval()
+    return _TEACHER_CACHE[key]
+
+
 def save_model(model, path, base: dict | None) -> None:
     """Atomic (a unique temporary name beside it, fsync, rename); no pickle."""
     from hwnas.adapt.modelfile import save_network
@@ -96,7 +110,7 @@ def evaluate_proposal(p: Proposal) -> ProposalResult:
     model = load_model(p.model_in, p.template)
     graph = build_graph(model, p.input_shape)
     prune_group(model, graph, p.group, p.channels - p.new_channels, p.criterion)
-    teacher = load_model(p.teacher, p.template) if p.teacher and p.short_steps else None
+    teacher = load_teacher(p.teacher, p.template) if p.teacher and p.short_steps else None
     acc = fine_tune(model, p.data, p.short_steps, p.batch_size, p.lr, p.seed, f"short-term {p.group}",
                     device=p.train_device, teacher=teacher)
     save_model(model, p.model_out, p.base)

@@ -43,3 +43,18 @@ def test_crashed_worker_is_an_error_not_a_hang():
 def test_workers_must_be_positive():
     with pytest.raises(HwnasError, match="workers"):
         ProposalPool(0)
+
+
+def test_the_teacher_is_read_once_per_file_and_again_when_it_changes(tmp_path):
+    import time
+    from hwnas.adapt.modelfile import save_network, zoo_base
+    from hwnas.adapt.proposals import load_teacher
+    from hwnas.models import create
+    path = tmp_path / "iter_000.safetensors"
+    base = zoo_base("lenet5", num_classes=10)
+    save_network(create("lenet5", num_classes=10), path, base)
+    first = load_teacher(path)
+    assert load_teacher(path) is first and not first.training
+    time.sleep(0.01)
+    save_network(create("lenet5", num_classes=10), path, base)  # a new run writes a new start
+    assert load_teacher(path) is not first

@@ -130,3 +130,10 @@ def test_deployment_size_defaults_to_the_models_own_and_training_to_a_small_one(
     assert small.train_size == 16  # never trained above the deployment size by default
     rec = AdaptConfig("resnet50", budget_ms=20.0, train_size=48).record()
     assert rec["input_size"] == 224 and rec["train_size"] == 48 and rec["distill"] is True
+
+
+def test_max_proposals_below_min_proposals_names_both():
+    with pytest.raises(SettingError) as e:
+        AdaptConfig("resnet50", budget_ms=20.0, min_proposals=4, max_proposals=2).check()
+    assert str(e.value) == "max_proposals must be at least min_proposals"
+    assert e.value.named(flag_namer(_command("adapt"))) == "--max-proposals must be at least --min-proposals"
