@@ -39,15 +39,19 @@ def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: i
 
 
 def evaluate_width(device, start, shape, mult: float, data: dict, steps: int, *, unit: int = 8, batch_size: int = 64,
-                   lr: float = 0.01, seed: int = 0, runs: int = 10, lat_shape=None, teacher=None) -> dict:
+                   lr: float = 0.01, seed: int = 0, runs: int = 10, lat_shape=None, teacher=None, test=None) -> dict:
     """One multiplier: measured at `lat_shape` (default `shape`), fine-tuned `steps` at `data`'s size (distilled
-    from `teacher` when given, as NetAdapt's fine-tuning is), top-1; params and MACs at the measured shape."""
+    from `teacher` when given, as NetAdapt's fine-tuning is), top-1; params and MACs at the measured shape.
+    `test` (model -> top-1 on images no choice was made on) adds `test_accuracy`."""
     from hwnas.models import stats
     ms, model = measure_width(device, start, shape, mult, unit, runs, lat_shape)
     acc = fine_tune(model, data, steps, batch_size, lr, seed, f"uniform x{mult:.3f}", teacher=teacher)
     s = stats(model, (1, *(lat_shape or shape)[1:]))
-    return {"width_mult": mult, "measured_ms": ms, "accuracy": float(acc), "params": int(s["params"]),
-            "macs": int(s["macs"]), "steps": steps}
+    row = {"width_mult": mult, "measured_ms": ms, "accuracy": float(acc), "params": int(s["params"]),
+           "macs": int(s["macs"]), "steps": steps}
+    if test is not None:
+        row["test_accuracy"] = float(test(model))
+    return row
 
 
 def latency_at_accuracy(points: list[dict], accuracy: float) -> float | None:

@@ -33,26 +33,42 @@ def peak_rss_gib() -> tuple[float, float]:
     return own, kids
 
 
-def few_digits(root: Path, per_class: int, seed: int = 0) -> str:
-    """digits as an ImageFolder: val/ the same stratified 20% hwnas holds out, train/ `per_class` images of each
-    class from the rest (PNG, 8x8 grey). Returns the folder to pass as --data."""
+def few_digits(root: Path, per_class: int, seed: int = 0) -> tuple[str, str]:
+    """digits as two ImageFolders (PNG, 8x8 grey). The first, passed as --data: val/ the same stratified 20% hwnas
+    holds out, train/ `per_class` images of each class from the rest. The second has the same train/ (so the same
+    standardisation) and as val/ every remaining image no run ever sees: the held-out test set, on which the
+    networks are compared (NetAdapt chooses its proposals on val/, so val/ figures favour it)."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_digits
     from hwnas.data import _stratified_split
-    root = Path(root) / f"digits-{per_class}-per-class"
-    if (root / "val").is_dir():
-        return str(root)
+    base = Path(root) / f"digits-{per_class}-per-class"
+    test = Path(root) / f"digits-{per_class}-per-class-test"
+    if (base / "val").is_dir() and (test / "val").is_dir():
+        return str(base), str(test)
     d = load_digits()
     tr, va = _stratified_split(d.target, 0.2, seed)
     rng = np.random.default_rng(seed)
     keep = np.concatenate([rng.permutation(tr[d.target[tr] == c])[:per_class] for c in range(10)])
-    for part, idx in (("train", keep), ("val", va)):
+    rest = np.setdiff1d(tr, keep)
+    for folder_root, part, idx in ((base, "train", keep), (base, "val", va), (test, "train", keep),
+                                   (test, "val", rest)):
         for i in idx:
-            folder = root / part / str(d.target[i])
+            folder = folder_root / part / str(d.target[i])
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).save(folder / f"{i:04d}.png")
-    return str(root)
+    return str(base), str(test)
+
+
+def test_scorer(test_data: str | None, image_size: int, seed: int):
+    """model -> top-1 on the held-out test images (None without --train-per-class: there is no test set)."""
+    if not test_data:
+        return None
+    from torch.utils.data import DataLoader
+    from hwnas.data import load_dataset
+    from hwnas.train import evaluate
+    loader = DataLoader(load_dataset(test_data, image_size=image_size, channels=3, seed=seed).val, batch_size=256)
+    return lambda model: float(evaluate(model, loader))
 
 
 def run_one(name: str, seed: int, args) -> dict:
@@ -86,12 +102,19 @@ def run_one(name: str, seed: int, args) -> dict:
     teacher = start if cfg.distill else None
     steps = s["fine_tune_steps"]
     mult, _ = match_latency(dev, start, shape, s["adapted"]["measured_ms"], lat_shape=lat_shape)
-    kw = {"batch_size": args.batch_size, "seed": seed, "lat_shape": lat_shape, "teacher": teacher}
+    score = test_scorer(args.test_data, cfg.train_size, seed)
+    kw = {"batch_size": args.batch_size, "seed": seed, "lat_shape": lat_shape, "teacher": teacher, "test": score}
     eq = evaluate_width(dev, start, shape, mult, data, steps, **kw)
     curve = [eq] + [evaluate_width(dev, start, shape, m, data, steps, **kw) for m in args.curve
                     if abs(m - mult) > 0.02]
     lat_base = latency_at_accuracy(curve, s["adapted"]["accuracy"])
-    side = side_by_side(dev, lat_shape, {"original": start, "netadapt": load_model(out / "adapted.safetensors"),
+    adapted = load_model(out / "adapted.safetensors")
+    test = None
+    if score:
+        test = {"original": score(start), "netadapt": score(adapted)}
+        test["uniform_latency_at_netadapt_accuracy"] = latency_at_accuracy(
+            [{**p, "accuracy": p["test_accuracy"]} for p in curve], test["netadapt"])
+    side = side_by_side(dev, lat_shape, {"original": start, "netadapt": adapted,
                                          f"uniform x{mult:.3f}": _uniform(start, shape, mult)}, args.rounds)
     from hwnas.adapt.report import plot_trajectory
     rows = json.loads((out / "trajectory.json").read_text())
@@ -100,9 +123,20 @@ def run_one(name: str, seed: int, args) -> dict:
     res = {"model": name, "seed": seed, "budget_ms": budget, "summary": s, "baseline_equal_latency": eq,
            "baseline_curve": curve, "baseline_latency_at_adapted_accuracy": lat_base, "adapt_seconds": adapt_s,
            "side_by_side": side, "peak_rss_gib": peak_rss_gib(), "input_size": cfg.input_size,
-           "train_size": cfg.train_size, "data": args.data, "distill": cfg.distill}
+           "train_size": cfg.train_size, "data": args.data, "distill": cfg.distill, "test": test}
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
     return res
+
+
+def below_curve(curve: list[dict], accuracy: float, key: str = "accuracy") -> bool:
+    """True when even the fastest multiplier of the curve reaches `accuracy`: the uniform latency at equal
+    accuracy is then only an upper bound (a narrower multiplier might reach it too)."""
+    fastest = min(curve, key=lambda p: p["measured_ms"])
+    return fastest[key] >= accuracy
+
+
+def _ratio_text(lb: float, ms: float, bound: bool) -> str:
+    return f"uniform {'<= ' if bound else ''}{lb:.3f} ms ({'<= ' if bound else ''}{lb / ms:.2f}x)"
 
 
 def _uniform(start, shape, mult: float, unit: int = 8):
@@ -141,8 +175,22 @@ def report(r: dict) -> None:
         print(f"equal accuracy: uniform width never reaches {a['accuracy']:.4f} on the curve "
               f"{[(round(p['measured_ms'], 3), round(p['accuracy'], 4)) for p in r['baseline_curve']]}")
     else:
-        print(f"equal accuracy ({a['accuracy']:.4f}): NetAdapt {a['measured_ms']:.3f} ms vs uniform {lb:.3f} ms "
-              f"({lb / a['measured_ms']:.2f}x; the paper reports 1.7x on MobileNetV1)")
+        bound = below_curve(r["baseline_curve"], a["accuracy"])
+        print(f"equal accuracy ({a['accuracy']:.4f}): NetAdapt {a['measured_ms']:.3f} ms vs "
+              f"{_ratio_text(lb, a['measured_ms'], bound)}; the paper reports 1.7x on MobileNetV1")
+    t = r.get("test")
+    if t:
+        ut = eq["test_accuracy"]
+        print(f"held-out test top-1 (never used for a choice): original {t['original']:.4f}, NetAdapt "
+              f"{t['netadapt']:.4f}, uniform x{eq['width_mult']:.3f} {ut:.4f} ({100 * (t['netadapt'] - ut):+.2f} points "
+              f"at equal latency); uniform curve " + ", ".join(
+                  f"x{p['width_mult']:.2f} {p['measured_ms']:.3f} ms {p['test_accuracy']:.4f}" for p in r["baseline_curve"]))
+        lt = t["uniform_latency_at_netadapt_accuracy"]
+        print(f"equal held-out accuracy ({t['netadapt']:.4f}): " + (
+            f"NetAdapt {a['measured_ms']:.3f} ms vs "
+            f"{_ratio_text(lt, a['measured_ms'], below_curve(r['baseline_curve'], t['netadapt'], 'test_accuracy'))}"
+            if lt else
+            "uniform width never reaches it on the curve"))
     errors = [e for e in s.get("prediction_error_pct", []) if e is not None]
     if errors:
         print(f"per-layer cost prediction of each chosen network vs its measurement: "
@@ -163,17 +211,31 @@ def _mean_std(xs: list[float]) -> str:
 
 
 def across_seeds(results: list[dict]) -> None:
-    """Per network: the gap at equal measured latency and the latency ratio at equal accuracy, over seeds."""
+    """Per network: the gap at equal measured latency and the latency ratio at equal accuracy, over seeds; on the
+    held-out test images where there are some, else on the validation split NetAdapt chose its proposals by."""
     for name in dict.fromkeys(r["model"] for r in results):
         rs = [r for r in results if r["model"] == name]
-        gap = [100 * (r["summary"]["adapted"]["accuracy"] - r["baseline_equal_latency"]["accuracy"]) for r in rs]
-        ratio = [r["baseline_latency_at_adapted_accuracy"] / r["summary"]["adapted"]["measured_ms"] for r in rs
-                 if r["baseline_latency_at_adapted_accuracy"] is not None]
-        print(f"\n{name} over {len(rs)} seeds: NetAdapt top-1 "
-              f"{_mean_std([r['summary']['adapted']['accuracy'] for r in rs])}, uniform at equal latency "
-              f"{_mean_std([r['baseline_equal_latency']['accuracy'] for r in rs])}; gap {_mean_std(gap)} points; "
-              f"latency ratio at equal accuracy "
-              f"{_mean_std(ratio) if ratio else 'n/a'} ({len(ratio)} of {len(rs)} seeds where uniform reaches it)")
+        held_out = all(r.get("test") for r in rs)
+        if held_out:
+            na = [r["test"]["netadapt"] for r in rs]
+            un = [r["baseline_equal_latency"]["test_accuracy"] for r in rs]
+            full = [r["test"]["original"] for r in rs]
+            lat = [r["test"]["uniform_latency_at_netadapt_accuracy"] for r in rs]
+        else:
+            na = [r["summary"]["adapted"]["accuracy"] for r in rs]
+            un = [r["baseline_equal_latency"]["accuracy"] for r in rs]
+            full = [r["summary"]["original"]["accuracy"] for r in rs]
+            lat = [r["baseline_latency_at_adapted_accuracy"] for r in rs]
+        key = "test_accuracy" if held_out else "accuracy"
+        bounds = sum(below_curve(r["baseline_curve"], a, key) for r, a in zip(rs, na))
+        gap = [100 * (a - b) for a, b in zip(na, un)]
+        ratio = [lb / r["summary"]["adapted"]["measured_ms"] for lb, r in zip(lat, rs) if lb is not None]
+        ms = [r["summary"]["adapted"]["measured_ms"] for r in rs]
+        print(f"\n{name} over {len(rs)} seeds, top-1 on the {'held-out test images' if held_out else 'validation split'}: "
+              f"start (unpruned) {_mean_std(full)}, NetAdapt {_mean_std(na)} at {_mean_std(ms)} ms, uniform at equal "
+              f"latency {_mean_std(un)}; gap {_mean_std(gap)} points; latency ratio at equal accuracy "
+              f"{_mean_std(ratio) if ratio else 'n/a'} ({len(ratio)} of {len(rs)} seeds where uniform reaches it"
+              f"{f'; in {bounds} of them only an upper bound: uniform reaches it at its fastest point' if bounds else ''})")
 
 
 def main() -> None:
@@ -204,8 +266,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="minimum interleaved rounds of the side-by-side measurement")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
+    args.test_data = None
     if args.train_per_class:
-        args.data = few_digits(Path(args.out), args.train_per_class)
+        args.data, args.test_data = few_digits(Path(args.out), args.train_per_class)
     results = [run_one(m, seed, args) for m in args.models for seed in args.seeds]
     for r in results:
         report(r)
