@@ -13,4 +13,4 @@ for name, folder in TOP_LEVEL.items():
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
 setup(packages=packages, package_dir=package_dir,
-      package_data={"hwnas": ["devices.yaml", "py.typed"]}, include_package_data=True)
+      package_data={"hwnas": ["devices.yaml", "py.typed"], "hwnas.models": ["torchvision_keys.json.gz"]}, include_package_data=True)

@@ -53,19 +53,26 @@ def _measure(device, models: dict, shape, runs: int) -> dict:
     return measure_latency(device, {k: (m.eval(), shape) for k, m in models.items()}, NETWORK.but(runs=runs))
 
 
-def _create(cfg: AdaptConfig, num_classes: int, model=None):
+def _create(cfg: AdaptConfig, num_classes: int, model=None, kwargs: dict | None = None):
     if model is not None:
         return model
     from hwnas.models import create
-    return create(cfg.model, num_classes=num_classes)
+    return create(cfg.model, num_classes=num_classes, **(kwargs or {}))
 
 
-def _load_weights(model, sd: dict, path: str) -> None:
+def _load_weights(model, sd: dict, path: str, zoo_name: str | None) -> bool:
+    """Load --weights (the network's own names, or torchvision's layout for a zoo network it also defines);
+    True when the classifier was left untrained (a checkpoint for another number of classes)."""
+    from hwnas.models.torchvision_layout import fit_weights
+    fitted, notes, _ = fit_weights(model, sd, zoo_name, source=f"weights {path}")
     try:
-        model.load_state_dict(sd)
+        model.load_state_dict(fitted)
     except (RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]
         raise HwnasError(f"weights {path} do not fit this model: {first}") from None
+    for note in notes:
+        _log(f"weights {path}: {note}")
+    return any("classifier" in n for n in notes)
 
 
 class NetAdapt:
@@ -77,6 +84,7 @@ class NetAdapt:
         self.template = None  # the unpruned network files are rebuilt from (a module handed in from Python)
         self.base = None      # or the zoo record (set once the class count is known)
         self.weights: dict | None = None  # the --weights state dict, read before any work
+        self.zoo_kwargs: dict = {}        # create() arguments (torchvision's ResNet-50 variant for its weights)
         self.train_device = "cpu"         # resolved from cfg.train_device when the run starts
         self.lat_shape = None             # (batch, C, H, W) latencies are measured at, set when the run starts
         self.deploy_shape = None          # (1, C, H, W) at the deployment input: counts and exported files
@@ -90,7 +98,7 @@ class NetAdapt:
         if self.user_model is not None:
             self.template = copy.deepcopy(self.user_model).cpu()
         else:
-            self.base = zoo_base(self.cfg.model, num_classes=num_classes)
+            self.base = zoo_base(self.cfg.model, num_classes=num_classes, **self.zoo_kwargs)
 
     def _load(self, rel) -> object:
         return load_model(self._path(rel), self.template)
@@ -105,7 +113,7 @@ class NetAdapt:
 
     def _start(self, device, split, shape) -> dict:
         cfg = self.cfg
-        model = _create(cfg, split.num_classes, self.user_model)
+        model = _create(cfg, split.num_classes, self.user_model, self.zoo_kwargs)
         # Reachability first, before any training: the narrowest network this method can produce.
         narrow = scale_width(copy.deepcopy(model), shape, 1e-9, cfg.unit)
         ms = _measure(device, {"minimum": narrow, "original": model}, self.lat_shape, cfg.runs)
@@ -116,9 +124,14 @@ class NetAdapt:
             raise HwnasError(f"budget {cfg.budget_ms:g} ms is out of reach on {cfg.device}: even at minimum width "
                              f"({cfg.unit} channels per group) {cfg.model} measures {min_ms:.3f} ms")
         if cfg.weights:
-            _load_weights(model, self.weights, cfg.weights)
-            pre = "loaded " + cfg.weights
-            acc = fine_tune(model, cfg.data_args(), 0, cfg.batch_size, cfg.lr, cfg.seed, "evaluate",
+            new_head = _load_weights(model, self.weights, cfg.weights, None if self.user_model else cfg.model)
+            steps = cfg.pretrain_steps if new_head else 0
+            pre = "loaded " + cfg.weights + (f", fine-tuned {steps} steps for its new classifier" if steps else "")
+            if steps:
+                _log(f"fine-tuning {cfg.model} from {cfg.weights} for {steps} steps (--pretrain-steps) on {cfg.data}: "
+                     f"its classifier is new")
+            acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed,
+                            "fine-tune" if steps else "evaluate", show_progress=bool(steps),
                             device=self.train_device)
         else:
             _log(f"no --weights: training {cfg.model} from scratch on {cfg.data} for {cfg.pretrain_steps} steps "
@@ -237,9 +250,24 @@ class NetAdapt:
             # read (never unpickled: a state dict of tensors only) before any measuring or training
             from hwnas.tensorfile import load_state_dict_file
             self.weights = load_state_dict_file(cfg.weights)
+            self._check_weights()
         prepare_dir(self.out)
         with RunLock(self.out, "NetAdapt run"):  # one writer: a second run on this --out is refused
             return self._run_locked()
+
+    def _check_weights(self) -> None:
+        """--weights that fit neither the network's names nor torchvision's layout: refused before any work (the
+        class count does not matter here: a classifier for other classes is allowed)."""
+        from hwnas.models import create
+        from hwnas.models.torchvision_layout import fit_weights
+        zoo = None if self.user_model is not None else self.cfg.model
+        model = self.user_model if zoo is None else create(zoo)
+        _, _, layout = fit_weights(model, self.weights, zoo, source=f"weights {self.cfg.weights}")
+        if layout == "torchvision":
+            from hwnas.models.torchvision_layout import torchvision_kwargs
+            self.zoo_kwargs = torchvision_kwargs(zoo)
+            if self.zoo_kwargs:
+                _log(f"weights in torchvision's layout: {zoo} built as torchvision's ({self.zoo_kwargs})")
 
     def _run_locked(self) -> dict:
         from hwnas.latency.devices import get_device

@@ -17,7 +17,7 @@ def test_wheel_maps_layout_and_ships_devices_yaml(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("hwnas/cli.py", "hwnas/devices.yaml", "hwnas/latency/measure.py",
                      "hwnas/latency/devices/ort.py", "hwnas/models/resnet.py", "hwnas/search/reward.py",
-                     "hwnas/adapt/__init__.py"):
+                     "hwnas/adapt/__init__.py", "hwnas/models/torchvision_keys.json.gz"):
         assert required in names, required
     assert not any(n.startswith(("latency/", "models/", "search/", "adapt/", "tests/")) for n in names)
     shipped = zipfile.ZipFile(wheel).read("hwnas/devices.yaml").decode()

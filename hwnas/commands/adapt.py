@@ -15,8 +15,10 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device name (see `hwnas devices`).")
 @click.option("--data", default="digits", show_default=True, help="digits, an ImageFolder DIR or a FILE.npz.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()); a "
-                   "pickled module is refused. Without them the network is trained briefly first.")
+              help="Trained weights to start from: a state dict (.safetensors, or a .pt of model.state_dict()) in "
+                   "the network's own names or, for the zoo networks torchvision also has, torchvision's (a "
+                   "classifier for other classes is retrained); a pickled module is refused. Without them the "
+                   "network is trained briefly first.")
 @click.option("--input-size", type=count("size", 8), default=None,
               help="Deployment input (square): every latency is measured at it. Default: the model's own (224 "
                    "for resnet50; `hwnas models` lists them), 224 for your own network.")
@@ -36,7 +38,8 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
 @click.option("--long-epochs", type=count("epochs", 0), default=2, show_default=True,
               help="Long-term fine-tune epochs at the end.")
 @click.option("--pretrain-steps", type=count("steps", 0), default=600, show_default=True,
-              help="Training steps from scratch when no --weights are given.")
+              help="Training steps from scratch when no --weights are given (or of a new classifier's "
+                   "fine-tuning when they are for other classes).")
 @click.option("--workers", type=count("workers"), default=1, show_default=True,
               help="Processes evaluating proposals in parallel.")
 @executor_options("proposals (fine-tuned, in a local process pool of --workers)")

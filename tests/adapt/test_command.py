@@ -92,3 +92,48 @@ def test_resume_refuses_a_pickled_iteration_checkpoint_without_running_it(tmp_pa
     r = hwnas("adapt", "mobilenet_v2", "--budget", "2ms", "--out", str(out), "--resume")
     assert_one_line_error(r, "is a pickle")
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_torchvision_layout_weights_start_a_run(tmp_path):
+    """--weights holding an ImageNet (1000-class) state dict in torchvision's names, saved as .safetensors (which
+    keeps no key order): mapped onto the zoo network, its classifier retrained for the 10 digits, the run goes on."""
+    import json
+    from safetensors.torch import save_file
+    from hwnas.models.torchvision_layout import recorded_keys, reference_weights
+    save_file(reference_weights(recorded_keys("mobilenet_v2")), str(tmp_path / "tv.safetensors"))
+    r = hwnas("adapt", "mobilenet_v2", "--budget", "1s", "--input-size", "32", "--pretrain-steps", "5",
+              "--long-epochs", "0", "--weights", str(tmp_path / "tv.safetensors"), "--out", str(tmp_path / "run"),
+              "--json", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    assert "mapped from torchvision's mobilenet_v2 layout" in r.stderr
+    assert "1000 classes and this network 10" in r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["budget_met"] and "fine-tuned 5 steps for its new classifier" in s["start"]
+
+
+def test_weights_of_another_network_are_one_line_naming_keys_before_any_work(tmp_path):
+    import torch
+    from hwnas.models.torchvision_layout import recorded_keys, reference_weights
+    torch.save(reference_weights(recorded_keys("resnet34")), tmp_path / "r34.pt")
+    r = hwnas("adapt", "resnet18", "--budget", "2ms", "--weights", str(tmp_path / "r34.pt"),
+              "--out", str(tmp_path / "run"))
+    assert_one_line_error(r, "fit neither the network's own names nor torchvision's layout", only_line=True)
+    assert "layer" in r.stderr  # names the keys
+
+
+def test_torchvision_resnet50_weights_build_torchvision_s_variant(tmp_path):
+    """Weights in torchvision's ResNet-50 layout mean its v1.5 network (stride in the 3x3): the run builds and
+    records that variant, so the file it writes rebuilds the same network."""
+    from safetensors.torch import save_file
+    from hwnas.adapt import AdaptConfig
+    from hwnas.adapt.netadapt import NetAdapt
+    from hwnas.models.torchvision_layout import recorded_keys, reference_weights
+    from hwnas.tensorfile import load_state_dict_file
+    save_file(reference_weights(recorded_keys("resnet50")), str(tmp_path / "tv.safetensors"))
+    na = NetAdapt(AdaptConfig("resnet50", budget_ms=20.0, weights=str(tmp_path / "tv.safetensors"),
+                              out=str(tmp_path / "run")))
+    na.weights = load_state_dict_file(tmp_path / "tv.safetensors")
+    na._check_weights()
+    na._bind_base(10)
+    assert na.zoo_kwargs == {"stride_in_3x3": True} and na.base["kwargs"]["stride_in_3x3"] is True
