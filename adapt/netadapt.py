@@ -64,15 +64,15 @@ def _load_weights(model, sd: dict, path: str, zoo_name: str | None) -> bool:
     """Load --weights (the network's own names, or torchvision's layout for a zoo network it also defines);
     True when the classifier was left untrained (a checkpoint for another number of classes)."""
     from hwnas.models.torchvision_layout import fit_weights
-    fitted, notes, _ = fit_weights(model, sd, zoo_name, source=f"weights {path}")
+    fitted = fit_weights(model, sd, zoo_name, source=f"weights {path}")
     try:
-        model.load_state_dict(fitted)
+        model.load_state_dict(fitted.state_dict)
     except (RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0]
         raise HwnasError(f"weights {path} do not fit this model: {first}") from None
-    for note in notes:
+    for note in fitted.notes:
         _log(f"weights {path}: {note}")
-    return any("classifier" in n for n in notes)
+    return fitted.new_classifier
 
 
 class NetAdapt:
@@ -262,8 +262,7 @@ class NetAdapt:
         from hwnas.models.torchvision_layout import fit_weights
         zoo = None if self.user_model is not None else self.cfg.model
         model = self.user_model if zoo is None else create(zoo)
-        _, _, layout = fit_weights(model, self.weights, zoo, source=f"weights {self.cfg.weights}")
-        if layout == "torchvision":
+        if fit_weights(model, self.weights, zoo, source=f"weights {self.cfg.weights}").layout == "torchvision":
             from hwnas.models.torchvision_layout import torchvision_kwargs
             self.zoo_kwargs = torchvision_kwargs(zoo)
             if self.zoo_kwargs:
@@ -332,8 +331,12 @@ class NetAdapt:
         model = self._load(state["current"])
         split = load_split(cfg.data_args())
         from hwnas.data import make_loaders
-        steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
-        _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
+        if cfg.long_steps is not None:
+            steps = cfg.long_steps
+            _log(f"long-term fine-tune: {steps} steps")
+        else:
+            steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
+            _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         teacher = load_teacher(self._path("checkpoints/iter_000.safetensors"), self.template) \
             if cfg.distill and steps else None
         acc = fine_tune(model, cfg.data_args(), steps, cfg.batch_size, cfg.lr, cfg.seed + 7, "long-term",

@@ -1,8 +1,9 @@
 """Weights for a zoo network from a state dict in its own names or in torchvision's layout.
 
-    sd, notes, layout = fit_weights(model, load_state_dict_file("resnet50-0676ba61.pth"), "resnet50")
-    model.load_state_dict(sd)  # strict: every tensor of the network is set
-    # layout "torchvision": build the network with torchvision_kwargs("resnet50") to compute what torchvision's does
+    fitted = fit_weights(model, load_state_dict_file("resnet50-0676ba61.pth"), "resnet50")
+    model.load_state_dict(fitted.state_dict)  # strict: every tensor of the network is set
+    # fitted.layout "torchvision": build the network with torchvision_kwargs("resnet50") to compute what
+    # torchvision's does; fitted.new_classifier: a checkpoint for other classes, its classifier left to train
 
 The zoo writes its networks itself, with the layers of torchvision's definitions in the same order but under its
 own names (torchvision `layer1.0.conv1.weight` is the zoo's `layers.0.0.conv1.weight`, say). The state-dict keys
@@ -20,6 +21,7 @@ import functools
 import gzip
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -157,7 +159,7 @@ def _names(keys, n: int = _SHOWN) -> str:
 
 
 def _try(model: nn.Module, sd: dict, rename: dict | None, layout: str):
-    """(state dict for model.load_state_dict, notes) or (None, why it does not fit)."""
+    """(state dict for model.load_state_dict, notes, classifier left new) or (None, why it does not fit, False)."""
     own = model.state_dict()
     renamed = sd if rename is None else {rename.get(k, k): v for k, v in sd.items()}
     unexpected = [k for k in renamed if k not in own]
@@ -165,7 +167,7 @@ def _try(model: nn.Module, sd: dict, rename: dict | None, layout: str):
     if unexpected or missing:
         why = "; ".join(p for p in (f"missing {_names(missing)}" if missing else "",
                                     f"unexpected {_names(unexpected)}" if unexpected else "") if p)
-        return None, (len(missing) + len(unexpected), f"{layout}: {why}")
+        return None, (len(missing) + len(unexpected), f"{layout}: {why}"), False
     head = classifier_keys(model)
     out, notes, wrong, head_classes = {}, [], [], None
     for k, t in own.items():
@@ -174,7 +176,7 @@ def _try(model: nn.Module, sd: dict, rename: dict | None, layout: str):
             out[k] = t.clone()
             continue
         if not isinstance(v, torch.Tensor):
-            return None, (1, f"{layout}: {k} is not a tensor")
+            return None, (1, f"{layout}: {k} is not a tensor"), False
         if tuple(v.shape) != tuple(t.shape):
             if k in head and v.dim() == t.dim() and v.shape[1:] == t.shape[1:]:
                 head_classes = int(v.shape[0])
@@ -184,7 +186,7 @@ def _try(model: nn.Module, sd: dict, rename: dict | None, layout: str):
             continue
         out[k] = v.to(t.dtype)
     if wrong:
-        return None, (len(wrong), f"{layout}: size mismatch for {_names(wrong)}")
+        return None, (len(wrong), f"{layout}: size mismatch for {_names(wrong)}"), False
     if any(k not in renamed for k in own if k.endswith("num_batches_tracked")):
         notes.append("the checkpoint has no BatchNorm num_batches_tracked (an older file): set to 0")
     if head_classes is not None:
@@ -193,13 +195,19 @@ def _try(model: nn.Module, sd: dict, rename: dict | None, layout: str):
                      f"classifier ({_names(sorted(head))}) is left as initialised, to be trained")
     if rename is not None:
         notes.insert(0, f"mapped from {layout}")
-    return out, notes
+    return out, notes, head_classes is not None
 
 
-def fit_weights(model: nn.Module, sd: dict, zoo_name: str | None = None, source: str = "the weights"):
-    """(state dict that `model.load_state_dict` takes strictly, notes, layout): `sd` in the model's own names
-    (layout "own"), or, for a zoo network torchvision also defines, in torchvision's ("torchvision": build the
-    network with `torchvision_kwargs(zoo_name)`). HwnasError naming the first keys that do not fit."""
+class FittedWeights(NamedTuple):
+    state_dict: dict        # what `model.load_state_dict` takes strictly
+    notes: list[str]        # what was done to fit them, for the user
+    layout: str             # "own" or "torchvision" (then build the network with `torchvision_kwargs(zoo_name)`)
+    new_classifier: bool    # the checkpoint's classifier is for another class count: left as initialised
+
+
+def fit_weights(model: nn.Module, sd: dict, zoo_name: str | None = None, source: str = "the weights") -> FittedWeights:
+    """`sd` fitted to `model`: in the model's own names (layout "own"), or, for a zoo network torchvision also
+    defines, in torchvision's ("torchvision"). HwnasError naming the first keys that do not fit."""
     sd = _strip_module_prefix(dict(sd))
     layouts = [(lambda: None, "the network's own names", "own")]
     if zoo_name in TORCHVISION:
@@ -208,12 +216,12 @@ def fit_weights(model: nn.Module, sd: dict, zoo_name: str | None = None, source:
     failures = []
     for rename, layout, kind in layouts:
         try:
-            out, info = _try(model, sd, rename(), layout)
+            out, info, new_head = _try(model, sd, rename(), layout)
         except HwnasError as e:  # this network is not the layout torchvision's is (another width, say)
             failures.append((len(sd) + 1, f"{layout}: {e}"))
             continue
         if out is not None:
-            return out, info, kind
+            return FittedWeights(out, info, kind, new_head)
         failures.append(info)
     _, closest = min(failures, key=lambda f: f[0])
     what = "neither the network's own names nor torchvision's layout" if len(layouts) > 1 else "this network"

@@ -17,7 +17,8 @@ def torchvision_checkpoint(zoo_name: str) -> dict:
 @pytest.mark.parametrize("zoo_name", sorted(TORCHVISION))
 def test_a_torchvision_checkpoint_computes_what_torchvision_computed(zoo_name):
     model = create(zoo_name, num_classes=1000, **torchvision_kwargs(zoo_name)).eval()
-    sd, notes, layout = fit_weights(model, torchvision_checkpoint(zoo_name), zoo_name)
+    sd, notes, layout, new_classifier = fit_weights(model, torchvision_checkpoint(zoo_name), zoo_name)
+    assert not new_classifier
     assert layout == "torchvision"
     model.load_state_dict(sd)  # strict: every tensor of the zoo network comes from the checkpoint
     assert notes == [f"mapped from torchvision's {TORCHVISION[zoo_name]} layout"]
@@ -62,9 +63,9 @@ def test_names_map_to_the_layers_they_name():
 def test_a_1000_class_checkpoint_loads_into_a_10_class_network_with_a_new_classifier():
     model = create("mobilenet_v2", num_classes=10)
     head_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("classifier")}
-    sd, notes, _ = fit_weights(model, torchvision_checkpoint("mobilenet_v2"), "mobilenet_v2")
+    sd, notes, _, new_classifier = fit_weights(model, torchvision_checkpoint("mobilenet_v2"), "mobilenet_v2")
     model.load_state_dict(sd)
-    assert any("1000 classes and this network 10" in n for n in notes)
+    assert new_classifier and any("1000 classes and this network 10" in n for n in notes)
     for k, v in head_before.items():
         assert torch.equal(model.state_dict()[k], v)  # left as initialised
     ck = torchvision_checkpoint("mobilenet_v2")
@@ -76,7 +77,8 @@ def test_older_checkpoints_without_num_batches_tracked_and_dataparallel_prefixes
     ck = {f"module.{k}": v for k, v in torchvision_checkpoint("resnet18").items()
           if not k.endswith("num_batches_tracked")}
     model = create("resnet18", num_classes=1000)
-    sd, notes, _ = fit_weights(model, ck, "resnet18")
+    sd, notes, _, new_classifier = fit_weights(model, ck, "resnet18")
+    assert not new_classifier
     model.load_state_dict(sd)
     assert any("num_batches_tracked" in n for n in notes)
 
@@ -84,7 +86,7 @@ def test_older_checkpoints_without_num_batches_tracked_and_dataparallel_prefixes
 def test_own_names_still_load_and_a_checkpoint_that_fits_nothing_names_its_first_keys():
     model = create("resnet18", num_classes=10)
     own = create("resnet18", num_classes=10).state_dict()
-    sd, notes, _ = fit_weights(model, own, "resnet18")
+    sd, notes, _, _ = fit_weights(model, own, "resnet18")
     assert notes == [] and all(torch.equal(sd[k], own[k]) for k in own)
     wrong = torchvision_checkpoint("resnet34")  # another network's layout
     with pytest.raises(HwnasError, match=r"fit neither the network's own names nor torchvision's layout; "
