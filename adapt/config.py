@@ -52,6 +52,7 @@ class AdaptConfig:
     out: str | None = None           # default runs/adapt-<model>-<device>
     short_steps: int = 50
     long_epochs: int = 2
+    long_steps: int | None = None   # the long-term fine-tune in steps (None: long_epochs passes over the data)
     pretrain_steps: int = 600       # resnet50 from scratch on digits at 32: top-1 0.60 after 300, 0.81 after 600
     workers: int = 1
     executor: str = "local"         # where proposals run: local (process pool of `workers`) or ray
@@ -94,6 +95,8 @@ class AdaptConfig:
                      "runs", "max_iterations"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "{} must be at least 1",
                     name)
+        require(self.long_steps is None or (isinstance(self.long_steps, int) and self.long_steps >= 0),
+                "{} must be 0 or more", "long_steps")
         require(self.max_proposals is None or (isinstance(self.max_proposals, int) and self.max_proposals >= 1),
                 "{} must be at least 1", "max_proposals")
         require(self.max_proposals is None or self.max_proposals >= self.min_proposals,

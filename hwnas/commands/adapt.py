@@ -37,6 +37,8 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
               help="Short-term fine-tune steps per proposal.")
 @click.option("--long-epochs", type=count("epochs", 0), default=2, show_default=True,
               help="Long-term fine-tune epochs at the end.")
+@click.option("--long-steps", type=count("steps", 0), default=None,
+              help="The long-term fine-tune in steps instead of epochs (a small data set's epochs are few steps).")
 @click.option("--pretrain-steps", type=count("steps", 0), default=600, show_default=True,
               help="Training steps from scratch when no --weights are given (or of a new classifier's "
                    "fine-tuning when they are for other classes).")

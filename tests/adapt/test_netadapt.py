@@ -205,3 +205,18 @@ def test_no_proposal_below_the_accuracy_floor_is_kept_the_step_is_halved(tmp_pat
                  model=TinyNet(width=WIDTH), pool_fn=fn).run()
     state = load_state(tmp_path / "run")
     assert len(state["trajectory"]) == 2 and state["floor"] == 0.0
+
+
+def test_long_steps_sets_the_long_term_fine_tune_in_steps_not_epochs(tmp_path):
+    """A budget the start already meets: no iteration, only the long-term fine-tune, of exactly --long-steps
+    (digits at 64 per batch is 23 steps an epoch: long_epochs=1 would give 23)."""
+    s = adapt(_cfg(tmp_path, 1000.0, long_steps=7), model=TinyNet(width=8))
+    assert s["iterations"] == 0 and s["fine_tune_steps"] == 7
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["final"]["long_term_steps"] == 7 and state["long_steps"] == 7
+
+
+def test_long_steps_must_be_a_count(tmp_path):
+    from hwnas.settings import SettingError
+    with pytest.raises(SettingError, match="long_steps must be 0 or more"):
+        _cfg(tmp_path, 1.0, long_steps=-1).check()
