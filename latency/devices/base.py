@@ -144,6 +144,21 @@ class Runner:
 
 
 @dataclass
+class RuntimeNode:
+    """One node of a runtime's optimised graph: `op` as "domain:type" ("ai.onnx:Conv", "com.microsoft:FusedConv",
+    "com.microsoft.nchwc:Conv"), the shapes of its inputs and outputs as the runtime saw them (weights included),
+    its attributes, the names of its inputs that are constants (weights), and its median time in the profiled
+    runs."""
+    name: str
+    op: str
+    inputs: list[list[int]]
+    outputs: list[list[int]]
+    attrs: dict = field(default_factory=dict)
+    constants: list[bool] = field(default_factory=list)
+    ms: float = 0.0
+
+
+@dataclass
 class OpTiming:
     name: str
     op_type: str
@@ -266,6 +281,12 @@ class Backend(ABC):
     def profile_ops(self, artifact: Artifact, *, warmup: int = 5, runs: int = 20) -> list[OpTiming]:
         raise HwnasError(f"per-op profiling is not available on device {self.device_name!r} "
                          f"(backend {self.name})")
+
+    def runtime_nodes(self, artifact: Artifact) -> list[RuntimeNode]:
+        """The nodes the runtime really runs for `artifact`, after its own graph optimisation (fusions, layout
+        changes), in execution order, with their shapes: what hwnas.latency.kernels decomposes a network into."""
+        raise HwnasError(f"device {self.device_name!r} (backend {self.name}) does not show the kernels it runs; "
+                         f"kernel decomposition needs a backend that does (onnxruntime)")
 
     def close(self) -> None:
         """Release sessions, connections or files held for this device."""

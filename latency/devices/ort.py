@@ -17,7 +17,8 @@ from pydantic import Field, field_validator
 
 from hwnas.errors import HwnasError
 from hwnas.latency.artifacts import check_input_size
-from hwnas.latency.devices.base import Artifact, HostBackend, HostOptions, OpTiming, Runner, pinned
+from hwnas.latency.devices.base import (Artifact, HostBackend, HostOptions, OpTiming, Runner, RuntimeNode,
+                                         pinned)
 from hwnas.latency.devices.registry import register_backend
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -139,7 +140,7 @@ class OnnxRuntimeBackend(HostBackend):
         from hwnas.cache import cache_dir
         return str(cache_dir("tensorrt"))
 
-    def session(self, artifact: Artifact, profile_dir: str | None = None):
+    def session(self, artifact: Artifact, profile_dir: str | None = None, optimized_path: str | None = None):
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
@@ -150,6 +151,8 @@ class OnnxRuntimeBackend(HostBackend):
         if profile_dir:
             so.enable_profiling = True
             so.profile_file_prefix = os.path.join(profile_dir, "ort")
+        if optimized_path:  # the graph as optimised for this machine (fusions, layout), saved as it is run
+            so.optimized_model_filepath = optimized_path
         try:
             sess = ort.InferenceSession(str(artifact.path), so,
                                         providers=provider_chain(self.options, self.engine_cache()))
@@ -185,15 +188,69 @@ class OnnxRuntimeBackend(HostBackend):
         self.last_profiled_run_ms = float(np.median(runs_ms[-runs:])) if runs_ms else None
         return parse_ort_trace(events, runs)
 
+    def runtime_nodes(self, artifact: Artifact, runs: int = 3) -> list[RuntimeNode]:
+        """onnxruntime's own optimised graph for this device (its graph_optimization level: at "all" on a CPU,
+        convs in the blocked NCHWc layout with activations and residual adds fused into them), and the shapes each
+        node ran with, from its profiler's trace."""
+        import onnx
+        with tempfile.TemporaryDirectory() as tmp, pinned(self.cores):
+            optimized = os.path.join(tmp, "optimized.onnx")
+            sess = self.session(artifact, profile_dir=tmp, optimized_path=optimized)
+            feeds = make_feeds(sess.get_inputs(), artifact.input_shapes)
+            for _ in range(1 + runs):
+                sess.run(None, feeds)
+            with open(sess.end_profiling()) as f:
+                events = json.load(f)
+            graph = onnx.load(optimized, load_external_data=False).graph
+        return runtime_nodes_from(events, graph, runs)
+
+
+def _node_events(events: list):
+    """(node name, event) of each node's kernel time in an onnxruntime profiling trace, in execution order."""
+    for ev in events:
+        if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+            yield ev["name"][: -len("_kernel_time")], ev
+
+
+def _shapes(typed: list | None) -> list[list[int]]:
+    """[{"float": [1, 3, 224, 224]}, ...] (a trace's input_type_shape) -> [[1, 3, 224, 224], ...]."""
+    return [[int(d) for d in next(iter(t.values()), [])] for t in (typed or [])]
+
+
+def runtime_nodes_from(events: list, graph, runs: int) -> list[RuntimeNode]:
+    """The nodes of an optimised graph (onnx GraphProto) that a profiling trace shows running, in execution order:
+    shapes from the trace, attributes and constant inputs from the graph, the median of each node's last `runs`
+    times."""
+    from onnx import helper
+    consts = {i.name for i in graph.initializer}
+    by_name = {n.name: n for n in graph.node}
+    times: dict[str, list[float]] = defaultdict(list)
+    first: dict[str, dict] = {}
+    for name, ev in _node_events(events):
+        times[name].append(ev["dur"] / 1000.0)
+        first.setdefault(name, ev)
+    nodes = []
+    for name, ev in first.items():
+        args = ev.get("args", {})
+        node = by_name.get(name)
+        attrs, op, constants = {}, args.get("op_name", "?"), []
+        if node is not None:
+            op = f"{node.domain or 'ai.onnx'}:{node.op_type}"
+            for a in node.attribute:
+                v = helper.get_attribute_value(a)
+                attrs[a.name] = v.decode() if isinstance(v, bytes) else v
+            constants = [i in consts for i in node.input]
+        nodes.append(RuntimeNode(name=name, op=op, inputs=_shapes(args.get("input_type_shape")),
+                                 outputs=_shapes(args.get("output_type_shape")), attrs=attrs, constants=constants,
+                                 ms=float(np.median(times[name][-runs:]))))
+    return nodes
+
 
 def parse_ort_trace(events: list, runs: int) -> list[OpTiming]:
     """Aggregate an onnxruntime profiling trace into one row per graph node, in execution order."""
     durations: dict[str, list[float]] = defaultdict(list)
     op_types: dict[str, str] = {}
-    for ev in events:
-        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
-            continue
-        node = ev["name"][: -len("_kernel_time")]
+    for node, ev in _node_events(events):
         durations[node].append(ev["dur"] / 1000.0)  # µs -> ms
         op_types[node] = ev.get("args", {}).get("op_name", "?")
     rows = []
