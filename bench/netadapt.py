@@ -11,10 +11,14 @@ For each network and seed:
   4. the original, NetAdapt's and the uniform network measured side by side (interleaved rounds).
 Prints accuracy at equal measured latency, latency at equal accuracy, the spread across seeds, wall time per
 iteration and peak resident memory. `--train-per-class K` makes digits harder honestly: K training images per
-class (the validation split stays the same 20%), written as an ImageFolder under --out.
+class (the validation split stays the same 20%), written as an ImageFolder under --out; `--hard COPIES` instead
+distorts every digit (rotation, zoom, shear, shift, noise) with a held-out test set. Both print whether the task
+separates the methods at all: how much uniform width at the budget loses against the unpruned network.
 
     .venv/bin/python bench/netadapt.py                                   # mobilenet_v2 and resnet18, 3 seeds
     .venv/bin/python bench/netadapt.py --models resnet18 --seeds 0 --train-per-class 30 --out /tmp/na
+    .venv/bin/python bench/netadapt.py --models resnet18 --hard 8 --pretrain-steps 1500 --budget-fraction 0.5 \
+        --curve 0.35 0.5 0.75 1.0 --out /tmp/na-r18
 """
 from __future__ import annotations
 
@@ -60,6 +64,62 @@ def few_digits(root: Path, per_class: int, seed: int = 0) -> tuple[str, str]:
     return str(base), str(test)
 
 
+def _affine_noise(images, copies: int, seed: int, size: int = 32, rotate: float = 35.0, shift: float = 0.2,
+                  noise: float = 0.35):
+    """`copies` distorted versions of each 8x8 digit (N x 8 x 8 in [0, 1]) on a size x size canvas: rotation up to
+    ±`rotate` degrees, zoom 0.85-1.15, shear up to ±0.2, shift up to ±`shift` of the canvas, then Gaussian noise of
+    std `noise`; uint8 N*copies x size x size. Fixed by `seed`."""
+    import math
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None], size=(20, 20),
+                      mode="bilinear", align_corners=False)
+    pad = (size - 20) // 2
+    x = F.pad(x, (pad, size - 20 - pad, pad, size - 20 - pad)).repeat_interleave(copies, 0)
+    n = len(x)
+
+    def uniform(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(n, *shape, generator=g)
+    angle, zoom = uniform(-1, 1) * math.radians(rotate), uniform(0.85, 1.15)
+    shear, move = uniform(-0.2, 0.2), uniform(-shift, shift, 2)
+    c, s = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([c * zoom, (shear - s) * zoom, move[:, 0]], 1),
+                         torch.stack([s * zoom, c * zoom, move[:, 1]], 1)], 1)
+    y = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    y = (y + noise * torch.randn(y.shape, generator=g)).clamp(0, 1)
+    return (y[:, 0] * 255).round().to(torch.uint8).numpy()
+
+
+def hard_digits(root: Path, copies: int, seed: int = 0) -> tuple[str, str]:
+    """digits made harder honestly, by distortion: every image rotated, zoomed, sheared, shifted on a 32x32 canvas
+    and buried in Gaussian noise (`_affine_noise`). Split before distorting, so no source image is on two sides:
+    val/ is the same stratified 20% hwnas holds out (2 distorted copies each), the rest is split 75/25 into train/
+    (`copies` distorted copies each) and the held-out test set (3 copies each, no choice is made on it).
+    Returns (data, test) as ImageFolders, like few_digits."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from hwnas.data import _stratified_split
+    base, test = Path(root) / f"digits-hard-x{copies}", Path(root) / f"digits-hard-x{copies}-test"
+    if (base / "val").is_dir() and (test / "val").is_dir():
+        return str(base), str(test)
+    d = load_digits()
+    images = d.images / 16.0
+    tr, va = _stratified_split(d.target, 0.2, seed)
+    keep_rel, rest_rel = _stratified_split(d.target[tr], 0.25, seed + 1)
+    keep, rest = tr[keep_rel], tr[rest_rel]
+    for n, (folder_root, part, idx, k) in enumerate(((base, "train", keep, copies), (base, "val", va, 2),
+                                                     (test, "train", keep, copies), (test, "val", rest, 3))):
+        pictures = _affine_noise(images[idx], k, seed=1000 * seed + (n if n != 2 else 0))
+        for j, i in enumerate(np.repeat(idx, k)):
+            folder = folder_root / part / str(d.target[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pictures[j]).save(folder / f"{i:04d}-{j % k}.png")
+    return str(base), str(test)
+
+
 def test_scorer(test_data: str | None, image_size: int, seed: int):
     """model -> top-1 on the held-out test images (None without --train-per-class: there is no test set)."""
     if not test_data:
@@ -84,8 +144,8 @@ def run_one(name: str, seed: int, args) -> dict:
     dev = get_device(args.device)
     cfg = AdaptConfig(name, budget_ms=1.0, device=args.device, data=args.data, input_size=args.input_size,
                       train_size=args.train_size, out=str(out), short_steps=args.short_steps,
-                      long_epochs=args.long_epochs, pretrain_steps=args.pretrain_steps, workers=args.workers,
-                      initial_step=args.initial_step, min_proposals=args.min_proposals,
+                      long_epochs=args.long_epochs, long_steps=args.long_steps, pretrain_steps=args.pretrain_steps,
+                      workers=args.workers, initial_step=args.initial_step, min_proposals=args.min_proposals,
                       max_proposals=args.max_proposals or None, max_cut=args.max_cut, batch_size=args.batch_size,
                       distill=args.distill, importance=args.importance, seed=seed, resume=args.resume)
     data = cfg.data_args()
@@ -229,6 +289,7 @@ def across_seeds(results: list[dict]) -> None:
         key = "test_accuracy" if held_out else "accuracy"
         bounds = sum(below_curve(r["baseline_curve"], a, key) for r, a in zip(rs, na))
         gap = [100 * (a - b) for a, b in zip(na, un)]
+        lost = [100 * (f - b) for f, b in zip(full, un)]
         ratio = [lb / r["summary"]["adapted"]["measured_ms"] for lb, r in zip(lat, rs) if lb is not None]
         ms = [r["summary"]["adapted"]["measured_ms"] for r in rs]
         print(f"\n{name} over {len(rs)} seeds, top-1 on the {'held-out test images' if held_out else 'validation split'}: "
@@ -236,6 +297,8 @@ def across_seeds(results: list[dict]) -> None:
               f"latency {_mean_std(un)}; gap {_mean_std(gap)} points; latency ratio at equal accuracy "
               f"{_mean_std(ratio) if ratio else 'n/a'} ({len(ratio)} of {len(rs)} seeds where uniform reaches it"
               f"{f'; in {bounds} of them only an upper bound: uniform reaches it at its fastest point' if bounds else ''})")
+        print(f"  hardness: uniform width at the budget loses {_mean_std(lost)} points of top-1 against the unpruned "
+              f"start (a task that separates the methods needs >= 3)")
 
 
 def main() -> None:
@@ -246,12 +309,16 @@ def main() -> None:
     ap.add_argument("--data", default="digits")
     ap.add_argument("--train-per-class", type=int, default=None,
                     help="digits with only this many training images per class (a harder task)")
+    ap.add_argument("--hard", type=int, default=None, metavar="COPIES",
+                    help="digits distorted (rotation, zoom, shear, shift, noise; COPIES distorted copies of each "
+                         "training image) with a held-out test set: a harder task")
     ap.add_argument("--input-size", type=int, default=None, help="deployment input (default: the network's own)")
     ap.add_argument("--train-size", type=int, default=None, help="training input (default: NetAdapt's, 32)")
     ap.add_argument("--budget", type=float, default=None, help="ms (default: --budget-fraction of the measured)")
     ap.add_argument("--budget-fraction", type=float, default=0.6)
     ap.add_argument("--short-steps", type=int, default=50)
     ap.add_argument("--long-epochs", type=int, default=2)
+    ap.add_argument("--long-steps", type=int, default=None, help="long-term fine-tune steps (instead of epochs)")
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--initial-step", type=float, default=0.1)
     ap.add_argument("--min-proposals", type=int, default=1)
@@ -267,8 +334,12 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     args.test_data = None
+    if args.train_per_class and args.hard:
+        ap.error("--train-per-class and --hard are two different tasks: give one")
     if args.train_per_class:
         args.data, args.test_data = few_digits(Path(args.out), args.train_per_class)
+    elif args.hard:
+        args.data, args.test_data = hard_digits(Path(args.out), args.hard)
     results = [run_one(m, seed, args) for m in args.models for seed in args.seeds]
     for r in results:
         report(r)
