@@ -329,12 +329,12 @@ class NetAdapt:
     def _long_term(self, state, device, shape) -> dict:
         cfg = self.cfg
         model = self._load(state["current"])
-        split = load_split(cfg.data_args())
-        from hwnas.data import make_loaders
         if cfg.long_steps is not None:
             steps = cfg.long_steps
             _log(f"long-term fine-tune: {steps} steps")
         else:
+            from hwnas.data import make_loaders
+            split = load_split(cfg.data_args())
             steps = cfg.long_epochs * len(make_loaders(split, batch_size=cfg.batch_size, seed=cfg.seed)[0])
             _log(f"long-term fine-tune: {cfg.long_epochs} epochs ({steps} steps)")
         teacher = load_teacher(self._path("checkpoints/iter_000.safetensors"), self.template) \

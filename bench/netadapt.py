@@ -110,13 +110,17 @@ def hard_digits(root: Path, copies: int, seed: int = 0) -> tuple[str, str]:
     tr, va = _stratified_split(d.target, 0.2, seed)
     keep_rel, rest_rel = _stratified_split(d.target[tr], 0.25, seed + 1)
     keep, rest = tr[keep_rel], tr[rest_rel]
-    for n, (folder_root, part, idx, k) in enumerate(((base, "train", keep, copies), (base, "val", va, 2),
-                                                     (test, "train", keep, copies), (test, "val", rest, 3))):
-        pictures = _affine_noise(images[idx], k, seed=1000 * seed + (n if n != 2 else 0))
+    sets = {"train": (keep, copies, 0), "val": (va, 2, 1), "test": (rest, 3, 3)}  # indices, copies, seed offset
+    pictures = {name: _affine_noise(images[idx], k, seed=1000 * seed + offset)
+                for name, (idx, k, offset) in sets.items()}
+    # both folders hold the same train/ (the same standardisation); the test folder's val/ is the held-out set
+    for folder_root, part, name in ((base, "train", "train"), (base, "val", "val"), (test, "train", "train"),
+                                    (test, "val", "test")):
+        idx, k, _ = sets[name]
         for j, i in enumerate(np.repeat(idx, k)):
             folder = folder_root / part / str(d.target[i])
             folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pictures[j]).save(folder / f"{i:04d}-{j % k}.png")
+            Image.fromarray(pictures[name][j]).save(folder / f"{i:04d}-{j % k}.png")
     return str(base), str(test)
 
 

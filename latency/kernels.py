@@ -15,13 +15,13 @@ adds, the original op types that vanished into other kernels), to be stored besi
 Kernel kinds: conv, dwconv, gconv (fused activation in `act`, a fused residual add in `add`), fc, maxpool,
 avgpool, gap, add, mul (broadcast in `bcast`: an SE scale), act (a standalone activation: relu, sigmoid,
 hardswish, pow, ...), concat, bn (a batch norm left unfolded), reorder (layout changes), reshape (data-free shape
-ops: flatten, reshape, squeeze), transpose, softmax, resize, pad, slice, split. Anything else is listed in `unsupported` by node name and
-op, never counted as 0 ms.
+ops: flatten, reshape, squeeze), transpose, softmax, resize, pad, slice, split. Anything else is listed in
+`unsupported` by node name and op, never counted as 0 ms.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hwnas.errors import HwnasError
 

@@ -147,14 +147,12 @@ class Runner:
 class RuntimeNode:
     """One node of a runtime's optimised graph: `op` as "domain:type" ("ai.onnx:Conv", "com.microsoft:FusedConv",
     "com.microsoft.nchwc:Conv"), the shapes of its inputs and outputs as the runtime saw them (weights included),
-    its attributes, the names of its inputs that are constants (weights), and its median time in the profiled
-    runs."""
+    its attributes and its median time in the profiled runs."""
     name: str
     op: str
     inputs: list[list[int]]
     outputs: list[list[int]]
     attrs: dict = field(default_factory=dict)
-    constants: list[bool] = field(default_factory=list)
     ms: float = 0.0
 
 

@@ -219,10 +219,8 @@ def _shapes(typed: list | None) -> list[list[int]]:
 
 def runtime_nodes_from(events: list, graph, runs: int) -> list[RuntimeNode]:
     """The nodes of an optimised graph (onnx GraphProto) that a profiling trace shows running, in execution order:
-    shapes from the trace, attributes and constant inputs from the graph, the median of each node's last `runs`
-    times."""
+    shapes from the trace, attributes from the graph, the median of each node's last `runs` times."""
     from onnx import helper
-    consts = {i.name for i in graph.initializer}
     by_name = {n.name: n for n in graph.node}
     times: dict[str, list[float]] = defaultdict(list)
     first: dict[str, dict] = {}
@@ -233,15 +231,14 @@ def runtime_nodes_from(events: list, graph, runs: int) -> list[RuntimeNode]:
     for name, ev in first.items():
         args = ev.get("args", {})
         node = by_name.get(name)
-        attrs, op, constants = {}, args.get("op_name", "?"), []
+        attrs, op = {}, args.get("op_name", "?")
         if node is not None:
             op = f"{node.domain or 'ai.onnx'}:{node.op_type}"
             for a in node.attribute:
                 v = helper.get_attribute_value(a)
                 attrs[a.name] = v.decode() if isinstance(v, bytes) else v
-            constants = [i in consts for i in node.input]
         nodes.append(RuntimeNode(name=name, op=op, inputs=_shapes(args.get("input_type_shape")),
-                                 outputs=_shapes(args.get("output_type_shape")), attrs=attrs, constants=constants,
+                                 outputs=_shapes(args.get("output_type_shape")), attrs=attrs,
                                  ms=float(np.median(times[name][-runs:]))))
     return nodes
 
