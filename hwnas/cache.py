@@ -43,6 +43,7 @@ KINDS = {
     "supernet": "trained supernet checkpoints and their rank-correlation reports",
     "counts": "parameter and MAC counts of zoo models, by model source hash",
     "tensorrt": "TensorRT engines onnxruntime's TensorRT provider built (one per model, GPU and precision)",
+    "kernels": "the small ONNX models a kernel table times (hwnas lut kernels), by kernel configuration",
 }
 DEFAULT_MAX = "2GB"
 IN_USE_S = 3600.0

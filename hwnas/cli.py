@@ -17,6 +17,7 @@ COMMANDS = {
     "devices": ("devices", "List devices, optionally probing which are usable here."),
     "profile": ("profile", "Time a model on a device (end to end, optionally per op)."),
     "lut": ("lut", "Build, validate, export and import latency lookup tables."),
+    "predict": ("predict", "Predict any network's latency from the device's kernel table."),
     "search": ("search", "Platform-aware architecture search (MnasNet reward)."),
     "scale": ("scale", "EfficientNet compound scaling under a latency target."),
     "adapt": ("adapt", "NetAdapt: prune a network until a latency budget is met."),

@@ -18,6 +18,8 @@ SCHEMA_VERSIONS = {
     "lut-validate": 1,
     "lut-list": 1,
     "lut-export": 1,
+    "lut-kernels": 1,
+    "predict": 1,
     "search": 1,
     "scale": 1,
     "adapt": 1,

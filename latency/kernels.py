@@ -174,17 +174,23 @@ def _original_ops(artifact) -> Counter:
     return Counter(n.op_type for n in graph.node)
 
 
-def decompose(device, model, input_shape=None) -> Decomposition:
+def require_kernels(device, what: str = "kernel decomposition") -> None:
+    """One clear line where `device`'s runtime does not show the kernels it runs (only onnxruntime's does here)."""
+    if device.artifact_format != "onnx":
+        raise HwnasError(f"device {device.name!r} runs {device.artifact_format} models: {what} reads onnxruntime's "
+                         f"optimised graph (use an onnxruntime device such as cpu)")
+
+
+def decompose(device, model, input_shape=None, runs: int = 3) -> Decomposition:
     """`model` (a zoo name, an .onnx file, a torch module or `package.module:factory`) on `device` (a Device or a
-    device name): the kernels its runtime runs, in execution order."""
+    device name): the kernels its runtime runs, in execution order (shapes and times from `runs` profiled runs
+    after one untimed run)."""
     if isinstance(device, str):
         from hwnas.latency.devices import get_device
         device = get_device(device)
-    if device.artifact_format != "onnx":
-        raise HwnasError(f"device {device.name!r} runs {device.artifact_format} models: kernel decomposition reads "
-                         f"onnxruntime's optimised graph (use an onnxruntime device such as cpu)")
+    require_kernels(device)
     artifact = device.prepare(model, input_shape)
-    nodes = device.backend.runtime_nodes(artifact)
+    nodes = device.backend.runtime_nodes(artifact, runs=runs)
     kernels, unsupported = [], []
     for n in nodes:
         found = classify(n)

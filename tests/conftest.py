@@ -7,3 +7,14 @@ os.environ.setdefault("HWNAS_CACHE", os.path.join(_TMP, "cache"))
 os.environ.setdefault("HWNAS_HOME", os.path.join(_TMP, "home"))
 os.environ.setdefault("HWNAS_NO_PROGRESS", "1")
 os.environ.pop("HWNAS_DEVICES", None)
+
+
+import pytest  # noqa: E402 (the environment above is set before anything imports hwnas)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """(database, build report) of a small kernel table on the cpu device (cheap protocol), built once."""
+    from tests.latency.kernel_helpers import build_small
+    db = tmp_path_factory.mktemp("kernels") / "k.db"
+    return db, build_small(db)

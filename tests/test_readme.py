@@ -16,7 +16,11 @@ def test_readme_has_python_examples():
 
 
 @pytest.mark.slow
-def test_readme_python_examples_run(tmp_path, monkeypatch):
+def test_readme_python_examples_run(tmp_path, monkeypatch, built):
+    import sqlite3
+    from hwnas.latency.lut import LutStore
+    with sqlite3.connect(tmp_path / "lut.db") as copy:  # the session's small kernel table, as the default database
+        LutStore(built[0]).db.backup(copy)
     monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)  # the examples write their run directories (runs/...) where they run
     from hwnas.latency.lut import build_lut

@@ -115,3 +115,29 @@ def _finite(v):
     if isinstance(v, (list, tuple)):
         return [_finite(x) for x in v]
     return v
+
+
+def model_shape(model: str, input_size: int | None, batch: int, input_shape: str | None):
+    """The input for MODEL as --model, --input-size, --batch and --input-shape give it (profile, predict): a zoo
+    model's shape at its size, a model file's --input-shape (for dynamic dims; None: the file's own), the shape of
+    your own `package.module:factory` network. Mixed-up options are one clear line."""
+    from hwnas.latency.artifacts import is_model_file, model_input_shape
+    from hwnas.modelspec import is_factory
+    is_file = is_model_file(model)
+    if is_file and input_size is not None:
+        raise HwnasError("--input-size is for zoo models; a model file's input comes from the file "
+                         "(concrete dims for dynamic ones: --input-shape)")
+    if not is_file and not is_factory(model) and input_shape is not None:
+        raise HwnasError("--input-shape is for model files with dynamic dims; for a zoo model use --input-size "
+                         "and --batch")
+    if is_factory(model):
+        if input_shape is None or input_size is not None:
+            raise HwnasError(f"model {model!r} is your own network: give its input as --input-shape (e.g. "
+                             f"1x3x224x224), not --input-size")
+        from hwnas.units import parse_shape
+        return parse_shape(input_shape)
+    if is_file:
+        return input_shape
+    from hwnas.models import get_info
+    get_info(model)  # unknown names fail here, before any work
+    return model_input_shape(model, input_size, batch)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import (count, db_option, devices_option, executor_options, writable_file,
-                                    write_json)
+from hwnas.commands._common import (COUNT_LIMITS, count, db_option, devices_option, executor_options,
+                                    writable_file, write_json)
 
 
 
@@ -70,6 +70,58 @@ def build(device, space_name, input_size, batch, rounds, runs, warmup, fit_netwo
             raise SystemExit(130) from None
     click.echo(f"{rep.ops} ops ({rep.statistic}): {rep.measured} measured now, {rep.skipped} already in the table; "
                f"{rep.networks} networks measured for the correction; {rep.seconds:.0f} s", err=json_out == "-")
+    if json_out:
+        write_json(json_out, asdict(rep))
+
+
+@command.command("kernels")
+@click.option("--device", "-d", default="cpu", show_default=True)
+@click.option("--samples", type=count("samples", 20), default=1200, show_default=True,
+              help="Kernel configurations of the initial round, spread over the kernel kinds.")
+@click.option("--adaptive-rounds", type=click.IntRange(0, 20), default=2, show_default=True,
+              help="Rounds that add configurations near the ones the regressors get most wrong.")
+@click.option("--adaptive-samples", type=count("samples", 1), default=300, show_default=True,
+              help="Configurations per adaptive round.")
+@click.option("--error-bound", type=click.FloatRange(0.001, 1.0), default=0.10, show_default=True,
+              help="Adaptive rounds sample near kernels whose out-of-bag error is above this (relative).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--fit-space", default="mnasnet", show_default=True,
+              help="Search space whose networks (at its own resolution) fit the correction of the kernel sum.")
+@click.option("--fit-networks", type=click.IntRange(0, COUNT_LIMITS["networks"]), default=24, show_default=True,
+              help="Whole networks measured to fit the correction (0: none, the bare kernel sum).")
+@click.option("--rounds", type=count("rounds", 2), default=None,
+              help="At least this many interleaved rounds per kernel model (default 3; more until two halves agree).")
+@click.option("--runs", type=count("runs"), default=None, help="Timed runs per kernel model per round (default 10).")
+@db_option
+@click.option("--json", "json_out", default=None, callback=writable_file, help="Write the build report as JSON (file or -).")
+@devices_option
+def kernels(device, samples, adaptive_rounds, adaptive_samples, error_bound, seed, fit_space, fit_networks, rounds,
+            runs, db, json_out, devices_file):
+    """Time kernel configurations on DEVICE for `hwnas predict` (any network, not one space's): small models
+    that make its runtime run each kind of kernel (convs, depthwise, fc, pools, SE, concat, ...), measured with
+    the protocol and split into kernels by the runtime's profiler, then adaptive rounds where the per-kind
+    regressors' error is high. Resumable: a rerun continues where it stopped."""
+    from dataclasses import asdict
+
+    from hwnas.latency.devices import get_device
+    from hwnas.latency.lut.kernel_table import build_kernels
+    from hwnas.latency.protocol import OP
+    from hwnas.latency.protocol import NETWORK
+    dev = get_device(device, devices_file)
+    space = _space(fit_space, None) if fit_networks else None
+    try:
+        rep = build_kernels(dev, db, samples=samples, adaptive_rounds=adaptive_rounds,
+                            adaptive_samples=adaptive_samples, error_bound=error_bound, seed=seed,
+                            protocol=_protocol(OP, rounds, runs, None), fit_space=space, fit_networks=fit_networks,
+                            network_protocol=_protocol(NETWORK, rounds, runs, None))
+    except KeyboardInterrupt:
+        from hwnas.progress import log
+        log("interrupted: every kernel model timed so far is in the table; run the same command again to continue")
+        raise SystemExit(130) from None
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(rep.by_kind.items(), key=lambda kv: -kv[1]))
+    click.echo(f"{rep.models} kernel models ({rep.statistic}): {rep.measured} measured now, {rep.skipped} already in "
+               f"the table; {rep.samples} kernel samples ({kinds}); {rep.fit_networks} fit networks "
+               f"({rep.networks} measured now); {rep.seconds:.0f} s", err=json_out == "-")
     if json_out:
         write_json(json_out, asdict(rep))
 

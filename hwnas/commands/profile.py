@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, write_json, writable_file
+from hwnas.commands._common import count, devices_option, model_shape, write_json, writable_file
 from hwnas.errors import HwnasError
 
 
@@ -42,35 +42,15 @@ def command(device, model, input_size, batch, input_shape, warmup, runs, rounds,
     """Measure MODEL on DEVICE with the measurement protocol: interleaved rounds, each run paired with a
     calibration reference where the device can, until two halves of the rounds agree. Also reports the model's
     size on disk, parameters, MACs and peak memory."""
-    from hwnas.latency.artifacts import is_model_file, model_input_shape
     from hwnas.latency.devices import get_device
     from hwnas.latency.profile import profile
-    from hwnas.modelspec import is_factory
     from hwnas.progress import log
 
     names = [d.strip() for d in device.split(",") if d.strip()]
     if not names or len(set(names)) != len(names):
         raise HwnasError(f"--device takes one name or several different ones separated by commas, got {device!r}")
     devs = [get_device(n, devices_file) for n in names]  # an unknown device or a bad devices file fails first
-    is_file = is_model_file(model)
-    if is_file and input_size is not None:
-        raise HwnasError("--input-size is for zoo models; a model file's input comes from the file "
-                         "(concrete dims for dynamic ones: --input-shape)")
-    if not is_file and not is_factory(model) and input_shape is not None:
-        raise HwnasError("--input-shape is for model files with dynamic dims; for a zoo model use --input-size "
-                         "and --batch")
-    if is_factory(model):
-        if input_shape is None or input_size is not None:
-            raise HwnasError(f"model {model!r} is your own network: give its input as --input-shape (e.g. "
-                             f"1x3x224x224), not --input-size")
-        from hwnas.units import parse_shape
-        shape = parse_shape(input_shape)
-    elif is_file:
-        shape = input_shape
-    else:
-        from hwnas.models import get_info
-        get_info(model)  # unknown names fail here, before any work
-        shape = model_input_shape(model, input_size, batch)
+    shape = model_shape(model, input_size, batch, input_shape)
     per_op = per_op or top is not None or csv_out is not None
     if csv_out and len(devs) > 1:
         raise HwnasError("--csv writes the per-op times of one device; give one --device")

@@ -280,7 +280,7 @@ class Backend(ABC):
         raise HwnasError(f"per-op profiling is not available on device {self.device_name!r} "
                          f"(backend {self.name})")
 
-    def runtime_nodes(self, artifact: Artifact) -> list[RuntimeNode]:
+    def runtime_nodes(self, artifact: Artifact, runs: int = 3) -> list[RuntimeNode]:
         """The nodes the runtime really runs for `artifact`, after its own graph optimisation (fusions, layout
         changes), in execution order, with their shapes: what hwnas.latency.kernels decomposes a network into."""
         raise HwnasError(f"device {self.device_name!r} (backend {self.name}) does not show the kernels it runs; "

@@ -202,6 +202,8 @@ class OnnxRuntimeBackend(HostBackend):
             with open(sess.end_profiling()) as f:
                 events = json.load(f)
             graph = onnx.load(optimized, load_external_data=False).graph
+        runs_ms = [ev["dur"] / 1000.0 for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
+        self.last_profiled_run_ms = float(np.median(runs_ms[-runs:])) if runs_ms else None
         return runtime_nodes_from(events, graph, runs)
 
 

@@ -229,8 +229,11 @@ class LutStore:
             layers = [{"fingerprint": fp, "model_id": m, "table": self._stored(text, f"the layer table of {fp}/{m}")}
                       for fp, m, text in self.db.execute("SELECT fingerprint, model_id, json FROM layer_tables")
                       if fp_key in (None, fp)]
+            from hwnas.latency.lut.kernel_table import KernelTable
+            kernels = KernelTable(self).export_part(fp_key)
             path.write_text(json.dumps(stamp("lut-export", {"fingerprints": fps, "rows": rows, "corrections": corr,
-                                                            "layer_tables": layers}), indent=1) + "\n")
+                                                            "layer_tables": layers, "kernels": kernels}), indent=1)
+                            + "\n")
         else:
             raise HwnasError(f"export to .csv or .json, not {path.suffix or 'a file without extension'}")
         return len(rows)
@@ -253,6 +256,7 @@ class LutStore:
         if not path.is_file():
             raise HwnasError(f"{path} does not exist")
         fps: dict = {}
+        kernels: dict = {}
         corrections: list = []
         layer_tables: list = []
         try:
@@ -269,6 +273,7 @@ class LutStore:
                 _check_schema(path, data)
                 rows, fps, corrections = data["rows"], data.get("fingerprints", {}), data.get("corrections", [])
                 layer_tables = data.get("layer_tables", [])
+                kernels = data.get("kernels", {})
             else:
                 raise HwnasError(f"import a .csv or .json export, not {path.suffix or 'a file without extension'}")
         except (ValueError, KeyError, TypeError, AttributeError, csv.Error) as e:
@@ -286,7 +291,18 @@ class LutStore:
             raise HwnasError(f"{path} holds rows measured on fingerprint {', '.join(foreign)}, not this device's "
                              f"{expect_fingerprint}; refusing to mix them (pass --allow-mixed to store them as this "
                              f"device's anyway)")
+        from hwnas.latency.lut.kernel_table import KernelTable, import_statements
+        kernel_fps = {str(m.get("fingerprint")) for m in kernels.get("models", []) if isinstance(m, dict)} \
+            if isinstance(kernels, dict) else set()
+        if expect_fingerprint and kernel_fps - {expect_fingerprint} and not allow_mixed:
+            raise HwnasError(f"{path} holds kernel models measured on fingerprint "
+                             f"{', '.join(sorted(kernel_fps - {expect_fingerprint}))}, not this device's "
+                             f"{expect_fingerprint}; refusing to mix them (pass --allow-mixed to store them as this "
+                             f"device's anyway)")
         mine = expect_fingerprint if (expect_fingerprint and allow_mixed) else None
+        kernel_sql = import_statements(kernels, str(path), mine) if kernels else []
+        if kernel_sql:
+            KernelTable(self)  # its tables exist before the transaction
         inserted = 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -304,6 +320,9 @@ class LutStore:
             for fp, model_id, text in layer_tables:
                 self.db.execute("INSERT OR IGNORE INTO layer_tables VALUES (?,?,?,?)",
                                 (mine or fp, model_id, text, _now()))
+            for sql, args in kernel_sql:
+                n = self.db.execute(sql, args).rowcount
+                inserted += n if "kernel_models" in sql else 0  # a kernel model counts as a row; its kernels do not
             self.db.execute("COMMIT")
         except Exception:
             self.db.execute("ROLLBACK")
