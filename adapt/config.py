@@ -36,6 +36,9 @@ def model_input_size(model) -> int | None:
     return get_info(name).input_size if name in list_models() else None
 
 
+LAYER_COSTS = ("measured", "kernels")  # where NetAdapt's per-layer costs come from (adapt/costs.py)
+
+
 @dataclass
 class AdaptConfig:
     model: str
@@ -48,6 +51,7 @@ class AdaptConfig:
     batch: int = 1                  # the batch every latency is measured at (training batches: batch_size)
     train_device: str = "auto"      # where fine-tuning runs: auto (a GPU if torch sees one), cpu, cuda, cuda:N
     importance: str = "l2"          # which channels of a group go first (adapt/importance.py)
+    layer_costs: str = "measured"   # per-layer costs: measured (each conv timed alone) or kernels (the kernel table)
     distill: bool = True            # fine-tune against the unpruned network's soft labels too (Hinton et al.)
     out: str | None = None           # default runs/adapt-<model>-<device>
     short_steps: int = 50
@@ -95,6 +99,7 @@ class AdaptConfig:
                      "runs", "max_iterations"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "{} must be at least 1",
                     name)
+        require(self.layer_costs in LAYER_COSTS, "{} must be one of " + ", ".join(LAYER_COSTS), "layer_costs")
         require(self.long_steps is None or (isinstance(self.long_steps, int) and self.long_steps >= 0),
                 "{} must be 0 or more", "long_steps")
         require(self.max_proposals is None or (isinstance(self.max_proposals, int) and self.max_proposals >= 1),

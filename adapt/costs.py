@@ -9,6 +9,9 @@ search actually asks for are timed (a bisection per group), never a full grid.
 
 A network's predicted latency is anchored to a measurement: predicted(new) = measured(current) +
 Σ_changed convs [cost(new cin, cout) − cost(old cin, cout)], so framework overhead cancels out.
+
+`KernelLayerCosts` answers the same from the device's kernel table (hwnas lut kernels) without timing anything:
+`hwnas adapt --layer-costs kernels`. Each instance's `source` says where its figures come from.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from hwnas.latency.lut.store import LutStore
 
 
 class LayerCosts:
+    source = "measured per layer (each conv timed alone with the protocol, kept in the latency table)"
+
     def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None, protocol=None):
         from hwnas.latency.protocol import OP
         self.device = device
@@ -68,3 +73,85 @@ class LayerCosts:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _ceil8(c: int) -> int:
+    return -(-c // 8) * 8
+
+
+class KernelLayerCosts(LayerCosts):
+    """Per-layer costs from the device's kernel table (hwnas lut kernels) instead of timing each conv: a conv of
+    (cin, cout) at its place is the kernel the runtime runs there (its fused activation and residual add, its
+    layout, read once from the decomposition of the network) with the new channel counts, predicted by the
+    table's regressor. Nothing is timed while cuts are planned; the measured network stays the judge."""
+
+    def __init__(self, device, model: nn.Module, input_shape, db: str | os.PathLike | None = None, protocol=None):
+        from hwnas.errors import HwnasError
+        from hwnas.latency.kernel_predict import KernelPredictor
+        super().__init__(device, model, input_shape, db=db, protocol=protocol)
+        if self.batch != 1:
+            raise HwnasError(f"per-layer costs from the kernel table are for batch 1 (its kernels are timed at "
+                             f"batch 1), not {self.batch}; use measured per-layer costs")
+        self.predictor = KernelPredictor.load(device, db)
+        self.context = conv_contexts(device, model, input_shape)
+        self.cache: dict[tuple, float] = {}
+        n = sum(m.n for m in self.predictor.kinds.values())
+        self.source = (f"kernel table of {device.name} ({self.predictor.models} models, {n} kernel samples; "
+                       f"{len(self.context)} of {len(self.specs)} convs matched to the runtime's kernels)")
+
+    def latency(self, name: str, cin: int, cout: int) -> float:
+        if cin <= 0 or cout <= 0:
+            return 0.0
+        if (name, cin, cout) not in self.cache:
+            from hwnas.latency.kernels import Kernel
+            k, s, _, _, dw = self.specs[name]
+            h, w = self.sizes[name]
+            op, act, add = self.context.get(name, ("com.microsoft.nchwc:Conv", "none", 0))
+            blocked = "nchwc" in op
+            ci, co = (cin, cin) if dw else (cin, cout)
+            if blocked:
+                ci, co = _ceil8(ci), _ceil8(co)
+            config = (("hw", (h, w)), ("cin", ci), ("cout", co), ("k", tuple(k)), ("s", tuple(s)), ("act", act),
+                      ("add", add))
+            ms, _ = self.predictor.kernel_ms([Kernel(name, op, "dwconv" if dw else "conv", config)])[0]
+            self.cache[(name, cin, cout)] = float(ms or 0.0)
+        return self.cache[(name, cin, cout)]
+
+
+def conv_contexts(device, model: nn.Module, input_shape) -> dict[str, tuple[str, str, int]]:
+    """{conv name: (runtime op, fused activation, fused residual add)} for the convs of `model` that can be told
+    apart in the runtime's kernels: each conv, in the order it runs, is matched to the first runtime conv kernel
+    not matched yet with its input size, kernel, stride and output channels (rounded up to 8 where the runtime
+    blocks channels). Groups other than 1 or depthwise are left out (their cost is then a plain blocked conv's)."""
+    import torch
+
+    from hwnas.latency.kernels import decompose
+    order, hooks = [], []
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, n=n: order.append((n, tuple(i[0].shape[-2:]), mod.out_channels, mod.kernel_size,
+                                                     mod.stride, mod.groups, mod.in_channels))))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(*input_shape))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    kernels = [k for k in decompose(device, model, tuple(input_shape), runs=1).kernels if k.kind in ("conv", "dwconv")]
+    used, out = set(), {}
+    for name, hw, cout, ks, st, groups, cin in order:
+        if groups not in (1, cin):
+            continue
+        for i, k in enumerate(kernels):
+            f = k.features()
+            if i in used or f["hw"] != hw or f["k"] != tuple(ks) or f["s"] != tuple(st):
+                continue
+            if f["cout"] in (cout, _ceil8(cout)) and (k.kind == "dwconv") == (groups == cin and groups > 1):
+                used.add(i)
+                out[name] = (k.op, f["act"], f["add"])
+                break
+    return out

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hwnas.adapt import checkpoint as ckpt
 from hwnas.adapt.config import AdaptConfig
-from hwnas.adapt.costs import LayerCosts
+from hwnas.adapt.costs import KernelLayerCosts, LayerCosts
 from hwnas.adapt.groups import build_graph, prunable_groups, scale_width
 from hwnas.adapt.importance import get_importance
 from hwnas.adapt.plan import MAX_HALVINGS, accuracy_floor, cost_scale, pick, plan_cuts
@@ -300,7 +300,9 @@ class NetAdapt:
             update_trajectory(self.out, state, device)
         else:
             _log(f"resuming from iteration {state['trajectory'][-1]['iteration']} ({state['phase']})")
-        costs = LayerCosts(device, self._load("checkpoints/iter_000.safetensors"), self.lat_shape, db=cfg.db)
+        costs = (KernelLayerCosts if cfg.layer_costs == "kernels" else LayerCosts)(
+            device, self._load("checkpoints/iter_000.safetensors"), self.lat_shape, db=cfg.db)
+        _log(f"per-layer costs: {costs.source}")
         executor = None
         if cfg.executor != "local" or cfg.ray_address:
             from hwnas.executor import get_executor

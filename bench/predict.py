@@ -40,14 +40,17 @@ def pairs(models: list[str], scales: list[float]) -> list[tuple[str, int]]:
 
 def build(device, db: str, args) -> dict:
     from hwnas.latency.lut.kernel_table import KernelTable, build_kernels
+    from hwnas.search.spaces import get_space
     rep = build_kernels(device, db, samples=args.samples, adaptive_rounds=args.adaptive_rounds,
-                        adaptive_samples=args.adaptive_samples, show_progress=False)
+                        adaptive_samples=args.adaptive_samples, show_progress=False,
+                        fit_space=get_space(args.fit_space), fit_networks=args.fit_networks)
     table = KernelTable(db)
     stamps = [m["created_at"] for m in table.models(rep.fingerprint)]
     from datetime import datetime
     span = (datetime.fromisoformat(max(stamps).rstrip("Z")) - datetime.fromisoformat(min(stamps).rstrip("Z"))
             ).total_seconds() if stamps else 0.0
     return {"models": rep.models, "measured_now": rep.measured, "samples": rep.samples, "by_kind": rep.by_kind,
+            "fit_networks": rep.fit_networks,
             "rounds": rep.rounds, "seconds_this_call": rep.seconds, "minutes_first_to_last_model": span / 60,
             "rules": rep.rules}
 
@@ -88,7 +91,14 @@ def run_device(name: str, args) -> dict:
     print(f"\n{name}: building (or completing) the kernel table in {args.db}", flush=True)
     cost = build(device, args.db, args)
     print(f"  kernel table: {cost['models']} models timed ({cost['measured_now']} by this run), {cost['samples']} "
-          f"kernel samples; first to last model {cost['minutes_first_to_last_model']:.1f} min", flush=True)
+          f"kernel samples, {cost['fit_networks']} fit networks; first to last model "
+          f"{cost['minutes_first_to_last_model']:.1f} min; this call {cost['seconds_this_call'] / 60:.1f} min",
+          flush=True)
+    from hwnas.latency.kernel_predict import KernelPredictor
+    kp = KernelPredictor.load(device, args.db)
+    print(f"  correction: {kp.correction['model']} a={kp.correction['a']:.4f} b={kp.correction['b']:.4g} "
+          f"c={kp.correction['c']:.4g} (leave-one-out mean |error| on the fit networks: "
+          f"{kp.correction.get('loo_mean_abs_pct')})", flush=True)
     todo = pairs(args.models, args.scales)
     preds, arts, secs, skipped, fams, incomplete = {}, {}, {}, {}, {}, {}
     for m, size in todo:
@@ -157,6 +167,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1200)
     ap.add_argument("--adaptive-rounds", type=int, default=2)
     ap.add_argument("--adaptive-samples", type=int, default=300)
+    ap.add_argument("--fit-space", default="mnasnet", help="search space whose networks fit the correction")
+    ap.add_argument("--fit-networks", type=int, default=24)
     ap.add_argument("--chunk", type=int, default=8, help="networks measured together (interleaved)")
     ap.add_argument("--json", default=None, help="write every figure and each network's values here")
     args = ap.parse_args()

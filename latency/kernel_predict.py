@@ -15,9 +15,10 @@ timed in conditions not quite a network's.
 
 The regressors are fitted when a table is loaded, from the samples the kernel table stores (hwnas.latency.lut.
 kernel_table), never unpickled: a table built with one scikit-learn still loads after an upgrade, and the same
-samples give the same predictions. One random forest per kernel kind (as nn-Meter), on log latency, over the
-kernel's configuration plus derived sizes (log MACs, input, output and weight elements, channel alignment) and the
-runtime op that ran it (blocked NCHWc, fused or plain: onnxruntime's blocked depthwise conv is several times
+samples give the same predictions. Per kernel kind, a least-squares line of log latency on log MACs (log input
+elements for kinds without MACs), which carries a kernel's cost beyond the largest sampled ones, and a random
+forest (nn-Meter's choice) on what the line leaves, over the kernel's configuration plus derived sizes (log MACs,
+input, output and weight elements, channel alignment) and the runtime op that ran it (blocked NCHWc, fused or plain: onnxruntime's blocked depthwise conv is several times
 faster than its plain one for the same shape). A sample's latency is its share of its model's measured latency
 (the profiler's split of the model's nodes) after the per-run and per-node cost, which is fitted on chains of
 1-128 tiny nodes measured the same way. The models are bundles of kernel configurations of about a network's
@@ -77,28 +78,42 @@ def features(kind: str, op: str, config: dict) -> dict[str, float]:
 
 
 class KindModel:
-    """The regressor of one kernel kind: a random forest on log latency."""
+    """The regressor of one kernel kind: a least-squares line of log latency on log MACs (log input elements for
+    kinds without MACs), which carries a kernel's cost beyond the largest sampled ones, and a random forest on what
+    the line leaves (the runtime's steps: layouts, alignment, fused activations). With too few samples for a line
+    (4 per coefficient), the forest alone."""
 
     def __init__(self, kind: str, rows: list[dict], values: np.ndarray, specs: list[dict]):
         from sklearn.ensemble import RandomForestRegressor
         self.kind, self.n = kind, len(rows)
         self.columns = sorted({k for r in rows for k in r})
+        main = "log_macs" if "log_macs" in self.columns else "log_in"
+        self.linear = [i for i, c in enumerate(self.columns) if c == main]
         self.specs = specs
         x = self.matrix(rows)
         self.y = np.log(values)
-        self.forest = RandomForestRegressor(oob_score=self.n >= 10, **FOREST).fit(x, self.y)
+        self.coef = np.zeros(len(self.linear) + 1)
+        if self.linear and self.n >= 4 * (len(self.linear) + 1):
+            a = np.column_stack([x[:, self.linear], np.ones(self.n)])
+            self.coef = np.linalg.lstsq(a, self.y, rcond=None)[0]
+        self.residual = self.y - self.base(x)
+        self.forest = RandomForestRegressor(oob_score=self.n >= 10, **FOREST).fit(x, self.residual)
+
+    def base(self, x: np.ndarray) -> np.ndarray:
+        return x[:, self.linear] @ self.coef[:-1] + self.coef[-1]
 
     def matrix(self, rows: list[dict]) -> np.ndarray:
         return np.array([[r.get(c, 0.0) for c in self.columns] for r in rows], dtype=np.float64)
 
     def predict(self, rows: list[dict]) -> np.ndarray:
-        return np.exp(self.forest.predict(self.matrix(rows)))
+        x = self.matrix(rows)
+        return np.exp(self.base(x) + self.forest.predict(x))
 
     def oob_errors(self) -> np.ndarray:
         """Each sample's relative out-of-bag error (predicted by the trees that did not see it)."""
         if not hasattr(self.forest, "oob_prediction_"):  # too few samples to tell: as if all were wrong
             return np.full(self.n, np.inf)
-        return np.abs(np.exp(self.forest.oob_prediction_ - self.y) - 1.0)
+        return np.abs(np.exp(self.forest.oob_prediction_ - self.residual) - 1.0)
 
 
 @dataclass
@@ -127,6 +142,7 @@ class KernelPredictor:
         else:
             a = b = p0 = 0.0
         per_kind: dict[str, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+        bundle_specs = {k: json.loads(m["json"])["specs"] for k, m in models.items() if m["kind"] != "overhead"}
         for s in table.samples(fp):
             m = models.get(s["spec"])
             if m is None or m["kind"] == "overhead" or m["nodes_ms"] <= 0:
@@ -141,7 +157,7 @@ class KernelPredictor:
             rows, values, specs = per_kind[s["kind"]]
             rows.append(features(s["kind"], s["op"], json.loads(s["config"])))
             values.append(ms)
-            specs.append(_spec_of(s["node"], json.loads(m["json"])["specs"]))
+            specs.append(_spec_of(s["node"], bundle_specs[s["spec"]]))
         counts = {k: len(v[0]) for k, v in per_kind.items()}
         kinds = {k: KindModel(k, rows, np.array(values), specs) for k, (rows, values, specs) in per_kind.items()
                  if len(rows) >= MIN_SAMPLES}
@@ -183,7 +199,7 @@ class KernelPredictor:
         if n_models == 0:
             raise HwnasError(f"no kernel table for device {device.name!r} (fingerprint {fp}) in {table.path}; build "
                              f"one with `hwnas lut kernels --device {device.name}`")
-        key = (str(table.path), fp, n_models, n_samples)
+        key = (str(table.path), fp, n_models, n_samples, len(table.networks(fp)))
         if key not in _CACHE:
             _CACHE.clear()
             _CACHE[key] = cls.fit(table, fp)

@@ -79,3 +79,13 @@ def test_lut_kernels_builds_resumes_and_reports(tmp_path):
     r = hwnas(*args)
     assert r.returncode == 0, r.stderr
     assert f"{rep['models']} kernel models" in r.stdout and "0 measured now" in r.stdout
+
+
+def test_lut_list_counts_the_kernel_models(built):
+    db, rep = built
+    r = hwnas("lut", "list", "--db", db, "--json", "-")
+    assert r.returncode == 0, r.stderr
+    items = {i["fingerprint"]: i for i in json.loads(r.stdout)["items"]}
+    assert items[rep.fingerprint]["kernel_models"] == rep.models
+    r = hwnas("lut", "list", "--db", db)
+    assert f"{rep.models} kernel models" in r.stdout

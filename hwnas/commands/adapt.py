@@ -39,6 +39,9 @@ from hwnas.commands._common import (count, db_option, devices_option, executor_o
               help="Long-term fine-tune epochs at the end.")
 @click.option("--long-steps", type=count("steps", 0), default=None,
               help="The long-term fine-tune in steps instead of epochs (a small data set's epochs are few steps).")
+@click.option("--layer-costs", type=click.Choice(["measured", "kernels"]), default="measured", show_default=True,
+              help="Per-layer costs: each conv timed alone on the device (kept in the latency table), or predicted "
+                   "from the device's kernel table (`hwnas lut kernels`; nothing timed while cuts are planned).")
 @click.option("--pretrain-steps", type=count("steps", 0), default=600, show_default=True,
               help="Training steps from scratch when no --weights are given (or of a new classifier's "
                    "fine-tuning when they are for other classes).")

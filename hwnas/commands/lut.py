@@ -213,12 +213,16 @@ def import_cmd(path, device, allow_mixed, db, devices_file):
 def list_cmd(db, json_out):
     """The fingerprints in the database, with their row counts."""
     from hwnas.latency.lut import LutStore
+    from hwnas.latency.lut.kernel_table import KernelTable
     store = LutStore(db)
+    kernels = KernelTable(store)
     rows = [{"fingerprint": k, "rows": store.count(k), "ops": len(store.keys(k)), "runtime": f"{v.get('runtime')} "
-             f"{v.get('runtime_version')}", "device": v.get("device"), "cpu": v.get("cpu_model") or v.get("soc")}
+             f"{v.get('runtime_version')}", "device": v.get("device"), "cpu": v.get("cpu_model") or v.get("soc"),
+             "kernel_models": kernels.count(k)[0]}
             for k, v in store.fingerprints().items()]
     if json_out:
         write_json(json_out, rows)
         return
     for r in rows:
-        click.echo(f"{r['fingerprint']}  {r['rows']:>6} rows  {r['ops']:>5} ops  {r['device']}  {r['runtime']}  {r['cpu']}")
+        click.echo(f"{r['fingerprint']}  {r['rows']:>6} rows  {r['ops']:>5} ops  {r['kernel_models']:>5} kernel models  "
+                   f"{r['device']}  {r['runtime']}  {r['cpu']}")

@@ -396,7 +396,7 @@ def build_kernels(device, db_path=None, *, samples: int = DEFAULTS["samples"],
     require_kernels(device, "a kernel table")
     t0 = time.perf_counter()
     table = KernelTable(store or db_path)
-    fp = device.fingerprint()["key"]
+    fp = table.store.add_fingerprint(device.fingerprint())  # `lut list` and exports show what measured it
     folder = cache_dir("kernels")
     statistic = statistic_of(device, protocol)
     log(f"kernel table on device {device.name!r} (fingerprint {fp}): {samples} initial configurations, "

@@ -58,3 +58,26 @@ def test_costs_at_a_batch_are_their_own_rows(tmp_path):
     finally:
         dev.latency = real
     assert shapes == [(4, 64, 8, 8)]
+
+
+def test_kernel_layer_costs_come_from_the_kernel_table_and_time_nothing(built, tmp_path):
+    """--layer-costs kernels: each conv matched to the kernel the runtime runs at its place (fused relu, layout),
+    its cost predicted by the kernel table; nothing timed, fewer channels predicted cheaper."""
+    from hwnas.adapt.costs import KernelLayerCosts, conv_contexts
+    db = tmp_path / "k.db"
+    with sqlite3.connect(db) as copy:  # the session's small kernel table
+        sqlite3.connect(built[0]).backup(copy)
+    m = TinyNet(width=32)
+    dev = get_device("cpu")
+    ctx = conv_contexts(dev, m, SHAPE)
+    assert ctx["stem.0"][1] == "relu" and ctx["dw.0"][1] == "relu" and ctx["project.0"][1] == "none"
+    assert "nchwc" in ctx["head.0"][0]
+    costs = KernelLayerCosts(dev, m, SHAPE, db=db)
+    assert costs.source.startswith("kernel table of cpu") and "convs matched" in costs.source
+    wide, narrow = costs.latency("head.0", 64, 128), costs.latency("head.0", 64, 8)
+    assert wide > narrow > 0 and costs.timed == 0
+    assert costs.latency("dw.0", 64, 64) > 0
+    g = build_graph(m, SHAPE)
+    assert costs.delta(conv_changes(m, g, "head.0", 120)) == narrow - wide
+    assert LayerCosts.source.startswith("measured per layer")
+    costs.close()

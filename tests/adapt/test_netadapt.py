@@ -220,3 +220,20 @@ def test_long_steps_must_be_a_count(tmp_path):
     from hwnas.settings import SettingError
     with pytest.raises(SettingError, match="long_steps must be 0 or more"):
         _cfg(tmp_path, 1.0, long_steps=-1).check()
+
+
+def test_layer_costs_from_the_kernel_table_are_named_and_checked(tmp_path, built, capfd):
+    """--layer-costs kernels: NetAdapt plans its cuts from the kernel table and says so; the measured network is
+    still the judge of the budget."""
+    import sqlite3
+    db = tmp_path / "layers.db"
+    with sqlite3.connect(db) as copy:
+        sqlite3.connect(built[0]).backup(copy)
+    budget = _budget(0.6)
+    s = adapt(_cfg(tmp_path, budget, layer_costs="kernels"), model=TinyNet(width=WIDTH))
+    err = capfd.readouterr().err
+    assert "per-layer costs: kernel table of cpu" in err
+    assert s["iterations"] >= 1 and s["budget_met"] and s["adapted"]["measured_ms"] <= budget
+    from hwnas.settings import SettingError
+    with pytest.raises(SettingError, match="layer_costs must be one of measured, kernels"):
+        _cfg(tmp_path, 1.0, layer_costs="guess").check()
