@@ -123,27 +123,12 @@ def conv_contexts(device, model: nn.Module, input_shape) -> dict[str, tuple[str,
     apart in the runtime's kernels: each conv, in the order it runs, is matched to the first runtime conv kernel
     not matched yet with its input size, kernel, stride and output channels (rounded up to 8 where the runtime
     blocks channels). Groups other than 1 or depthwise are left out (their cost is then a plain blocked conv's)."""
-    import torch
-
     from hwnas.latency.kernels import decompose
-    order, hooks = [], []
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(
-                lambda mod, i, o, n=n: order.append((n, tuple(i[0].shape[-2:]), mod.out_channels, mod.kernel_size,
-                                                     mod.stride, mod.groups, mod.in_channels))))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(*input_shape))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    from hwnas.latency.lut.layers import conv_calls
     kernels = [k for k in decompose(device, model, tuple(input_shape), runs=1).kernels if k.kind in ("conv", "dwconv")]
     used, out = set(), {}
-    for name, hw, cout, ks, st, groups, cin in order:
+    for name, m, hw in conv_calls(model, input_shape):
+        cin, cout, ks, st, groups = m.in_channels, m.out_channels, m.kernel_size, m.stride, m.groups
         if groups not in (1, cin):
             continue
         for i, k in enumerate(kernels):

@@ -47,7 +47,7 @@ def test_an_onnx_file_with_dynamic_dimensions_needs_and_takes_an_input_shape(bui
 
 def test_your_own_module_by_factory(built):
     db, _ = built
-    r = hwnas("predict", "--model", "tests.latency.test_kernel_predict:CumulativeNet", "--input-shape",
+    r = hwnas("predict", "--model", "tests.latency.test_kernels:CumulativeNet", "--input-shape",
               "1x3x16x16", "--db", db)
     assert r.returncode == 0, r.stderr
     assert "predicted at least " in r.stdout and "1 ops could not be predicted" in r.stdout

@@ -117,6 +117,20 @@ def _finite(v):
     return v
 
 
+def model_options(files: str):
+    """--model, --input-size, --batch and --input-shape (what `model_shape` reads), for a command that takes
+    `files` (".onnx / .tflite", ".onnx") as model files."""
+    def decorate(f):
+        f = click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims (and "
+                         "your own networks), e.g. 1x3x48x320 (several inputs: name=1x3x48x320,mask=1x48).")(f)
+        f = click.option("--batch", type=count("batch"), default=1, show_default=True)(f)
+        f = click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
+                         "(default: the paper's).")(f)
+        return click.option("--model", "-m", required=True, help=f"Zoo model name, a {files} file, or "
+                            f"package.module:factory (your own nn.Module; give --input-shape).")(f)
+    return decorate
+
+
 def model_shape(model: str, input_size: int | None, batch: int, input_shape: str | None):
     """The input for MODEL as --model, --input-size, --batch and --input-shape give it (profile, predict): a zoo
     model's shape at its size, a model file's --input-shape (for dynamic dims; None: the file's own), the shape of

@@ -3,19 +3,13 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, db_option, devices_option, model_shape, write_json, writable_file
+from hwnas.commands._common import db_option, devices_option, model_options, model_shape, write_json, writable_file
 
 
 @click.command("predict")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device whose kernel table predicts "
               "(build it with `hwnas lut kernels --device NAME`).")
-@click.option("--model", "-m", required=True, help="Zoo model name, a .onnx file, or package.module:factory (your "
-              "own nn.Module; give --input-shape).")
-@click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
-              "(default: the paper's).")
-@click.option("--batch", type=count("batch"), default=1, show_default=True)
-@click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims (and your own "
-              "networks), e.g. 1x3x224x224.")
+@model_options(".onnx")
 @click.option("--per-kernel", is_flag=True, help="Show every kernel: its configuration, prediction and source.")
 @click.option("--validate", is_flag=True, help="Also measure the network on the device (the measurement protocol) "
               "and print the prediction's error.")

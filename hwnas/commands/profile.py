@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hwnas.commands._common import count, devices_option, model_shape, write_json, writable_file
+from hwnas.commands._common import count, devices_option, model_options, model_shape, write_json, writable_file
 from hwnas.errors import HwnasError
 
 
@@ -11,13 +11,7 @@ from hwnas.errors import HwnasError
 @click.option("--device", "-d", default="cpu", show_default=True,
               help="Device name (see `hwnas devices`), or several separated by commas: each profiled in turn, "
                    "then compared side by side.")
-@click.option("--model", "-m", required=True, help="Zoo model name, a .onnx / .tflite file, or package.module:factory "
-              "(your own nn.Module; give --input-shape).")
-@click.option("--input-size", type=count("size"), default=None, help="Square input size for zoo models "
-              "(default: the paper's).")
-@click.option("--batch", type=count("batch"), default=1, show_default=True)
-@click.option("--input-shape", default=None, help="Concrete input shape for files with dynamic dims, e.g. "
-              "1x3x48x320 (several inputs: name=1x3x48x320,mask=1x48).")
+@model_options(".onnx / .tflite")
 @click.option("--warmup", type=count("warmup", 0), default=3, show_default=True,
               help="Untimed runs before each round.")
 @click.option("--runs", type=count("runs"), default=10, show_default=True,

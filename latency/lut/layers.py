@@ -19,12 +19,14 @@ def batch_key(key: str, batch: int) -> str:
     return key if batch == 1 else f"{key}-n:{batch}"
 
 
-def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
-    """{conv name: (H, W) of its input} for every Conv2d of `model`, from one forward pass."""
-    sizes, hooks = {}, []
+def conv_calls(model: nn.Module, input_shape) -> list[tuple[str, nn.Conv2d, tuple[int, int]]]:
+    """(name, module, (H, W) of its input) for every Conv2d call of `model`, in the order one forward pass makes
+    them."""
+    calls, hooks = [], []
     for n, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(lambda mod, i, o, n=n: sizes.__setitem__(n, tuple(i[0].shape[-2:]))))
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, n=n: calls.append((n, mod, tuple(i[0].shape[-2:])))))
     was = model.training
     model.eval()
     try:
@@ -34,4 +36,9 @@ def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]
         model.train(was)
         for h in hooks:
             h.remove()
-    return sizes
+    return calls
+
+
+def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
+    """{conv name: (H, W) of its input} for every Conv2d of `model`, from one forward pass."""
+    return {n: hw for n, _, hw in conv_calls(model, input_shape)}

@@ -2,10 +2,10 @@
 predicted in full with every kernel's source, regressors refitted from the stored samples on load (no pickle)
 giving the same figures, a table imported elsewhere predicting the same, and ops that cannot be predicted listed by
 name, never counted as 0 ms."""
+import json
+
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.latency import kernel_predict
@@ -13,6 +13,7 @@ from hwnas.latency.devices import get_device
 from hwnas.latency.kernel_predict import KernelPredictor, predict_latency
 from hwnas.latency.lut import LutStore
 from hwnas.latency.lut.kernel_table import KernelTable
+from tests.latency.test_kernels import CumulativeNet
 
 
 def test_a_zoo_network_is_predicted_in_full_with_each_kernel_s_source(built):
@@ -59,15 +60,6 @@ def test_the_regressors_are_refitted_from_stored_samples_on_load(built, tmp_path
     assert third.overhead == first.overhead and third.correction == first.correction
 
 
-class CumulativeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-
-    def forward(self, x):
-        return torch.cumsum(self.conv(x), dim=1)
-
-
 def test_an_op_no_kernel_kind_covers_is_listed_and_the_figure_is_a_lower_bound(built):
     db, _ = built
     p = predict_latency("cpu", CumulativeNet().eval(), (1, 3, 16, 16), db=db)
@@ -112,12 +104,10 @@ def test_the_kernel_sum_is_corrected_on_the_table_s_fit_networks(built):
     p = KernelPredictor.load(get_device("cpu"), db)
     c = p.correction
     # fitted on the fit networks whose every kernel the (small) table can predict, and only those
-    import json as _json
     from hwnas.latency.kernels import Kernel
-    from hwnas.latency.lut.kernel_table import KernelTable
     usable = 0
     for net in KernelTable(db).networks(rep.fingerprint):
-        d = _json.loads(net["json"])
+        d = json.loads(net["json"])
         ks = [Kernel(k["name"], k["op"], k["kind"], tuple(k["config"].items())) for k in d["kernels"]]
         usable += not d["unsupported"] and all(ms is not None for ms, _ in p.kernel_ms(ks))
     assert c["n_networks"] == usable >= 2 and c["model"] in ("identity", "scale", "affine")
