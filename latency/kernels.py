@@ -145,6 +145,18 @@ def classify(node) -> tuple[str, tuple] | None:
     return None
 
 
+def kernels_of(nodes) -> tuple[list[Kernel], list[tuple[str, str]]]:
+    """The runtime's nodes as kernels, and (node name, op) of those no kernel kind covers."""
+    kernels, unsupported = [], []
+    for n in nodes:
+        found = classify(n)
+        if found is None:
+            unsupported.append((n.name, n.op))
+        else:
+            kernels.append(Kernel(name=n.name, op=n.op, kind=found[0], config=found[1], ms=n.ms))
+    return kernels, unsupported
+
+
 def fusion_rules(original_ops: Counter, nodes: list) -> list[str]:
     """What the runtime fused, observed: activations and residual adds inside its convs, and the original op types
     that no longer run as nodes of their own (folded into others, or optimised away)."""
@@ -191,13 +203,7 @@ def decompose(device, model, input_shape=None, runs: int = 3) -> Decomposition:
     require_kernels(device)
     artifact = device.prepare(model, input_shape)
     nodes = device.backend.runtime_nodes(artifact, runs=runs)
-    kernels, unsupported = [], []
-    for n in nodes:
-        found = classify(n)
-        if found is None:
-            unsupported.append((n.name, n.op))
-        else:
-            kernels.append(Kernel(name=n.name, op=n.op, kind=found[0], config=found[1], ms=n.ms))
+    kernels, unsupported = kernels_of(nodes)
     shape = next(iter(artifact.input_shapes.values()), ())
     return Decomposition(model=artifact.name, device=device.name, input_shape=tuple(shape), kernels=kernels,
                          unsupported=unsupported, rules=fusion_rules(_original_ops(artifact), nodes),

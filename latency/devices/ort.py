@@ -184,8 +184,7 @@ class OnnxRuntimeBackend(HostBackend):
             trace_path = sess.end_profiling()
             with open(trace_path) as f:
                 events = json.load(f)
-        runs_ms = [ev["dur"] / 1000.0 for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
-        self.last_profiled_run_ms = float(np.median(runs_ms[-runs:])) if runs_ms else None
+        self.last_profiled_run_ms = profiled_run_ms(events, runs)
         return parse_ort_trace(events, runs)
 
     def runtime_nodes(self, artifact: Artifact, runs: int = 3) -> list[RuntimeNode]:
@@ -202,9 +201,14 @@ class OnnxRuntimeBackend(HostBackend):
             with open(sess.end_profiling()) as f:
                 events = json.load(f)
             graph = onnx.load(optimized, load_external_data=False).graph
-        runs_ms = [ev["dur"] / 1000.0 for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
-        self.last_profiled_run_ms = float(np.median(runs_ms[-runs:])) if runs_ms else None
+        self.last_profiled_run_ms = profiled_run_ms(events, runs)
         return runtime_nodes_from(events, graph, runs)
+
+
+def profiled_run_ms(events: list, runs: int) -> float | None:
+    """The median of the last `runs` whole runs in an onnxruntime profiling trace, in ms."""
+    runs_ms = [ev["dur"] / 1000.0 for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
+    return float(np.median(runs_ms[-runs:])) if runs_ms else None
 
 
 def _node_events(events: list):

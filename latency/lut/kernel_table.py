@@ -315,7 +315,7 @@ def model_file(specs: list[dict], folder: Path) -> Path:
 def measure_round(device, table: KernelTable, round_: int, specs: list[dict], protocol: Protocol, folder: Path, *,
                   show_progress: bool = True, chunk: int = CHUNK) -> int:
     """Measure every bundle of a round's specs not yet stored; returns how many bundles were measured."""
-    from hwnas.latency.kernels import Kernel, classify, fusion_rules
+    from hwnas.latency.kernels import fusion_rules, kernels_of
     from hwnas.latency.protocol import measure_latency
     fp = device.fingerprint()["key"]
     stored = table.done(fp)
@@ -333,12 +333,8 @@ def measure_round(device, table: KernelTable, round_: int, specs: list[dict], pr
                 art = arts[key]
                 nodes = device.backend.runtime_nodes(art, runs=PROFILED_RUNS)
                 run_ms = device.backend.last_profiled_run_ms or sum(n.ms for n in nodes)
-                kernels = []
-                if part[key][0]["kind"] != "overhead":  # the chains time the runtime, not kernels
-                    for n in nodes:
-                        found = classify(n)
-                        if found is not None:
-                            kernels.append(Kernel(name=n.name, op=n.op, kind=found[0], config=found[1], ms=n.ms))
+                # the chains time the runtime, not kernels
+                kernels = kernels_of(nodes)[0] if part[key][0]["kind"] != "overhead" else []
                 rules = [r for r in fusion_rules(_original_ops(art.path), nodes) if " of " not in r]
                 measured += table.put_model(fp, round_, key, part[key], lat, nodes, kernels, run_ms, rules)
                 bar.advance()
@@ -362,8 +358,9 @@ def fit_networks_step(device, table: KernelTable, space, n: int, protocol: Proto
     for arch in archs:
         if repr(tuple(arch)) not in have:
             dec = decompose(device, seeded_network(space, arch), shape, runs=1)
-            table.put_network(fp, sid, arch, {"kernels": dec.to_dict()["kernels"], "nodes": len(dec.kernels)
-                                              + len(dec.unsupported), "unsupported": dec.to_dict()["unsupported"]})
+            d = dec.to_dict()
+            table.put_network(fp, sid, arch, {"kernels": d["kernels"], "unsupported": d["unsupported"],
+                                              "nodes": len(dec.kernels) + len(dec.unsupported)})
     measured = time_networks(device, space, archs, table.store, FIT_PURPOSE, protocol=protocol,
                              show_progress=show_progress, description="networks for the kernel correction")
     for arch, ms in zip(archs, network_values(table.store, device, space, archs, FIT_PURPOSE)):
