@@ -58,15 +58,18 @@ def search(config: SearchConfig | None = None, *, protocol=None, log: Callable[[
     from hwnas.latency.devices import get_device
     from hwnas.search.spaces import get_space
     space_obj = get_space(c.space)
+    deploy, train_size = c.resolutions(space_obj)
+    # the estimator's space: the same decisions and networks, at the training input size
+    est_space = space_obj if train_size == deploy else get_space(c.space, input_size=train_size)
     out = Path(c.out)
     # strategy and estimator first: a wrong option or a space they cannot serve fails before the table is built
     strat = get_strategy(c.strategy, space_obj, seed=c.seed, **c.strategy_options)
-    est = get_estimator(c.estimator, space_obj, data=c.data, seed=c.seed, train_device=c.train_device,
+    est = get_estimator(c.estimator, est_space, data=c.data, seed=c.seed, train_device=c.train_device,
                         **c.estimator_options)
     dev = get_device(c.device, c.devices_file)
     dev.check()
     predictor = load_predictor(space_obj, dev, c.db, build_missing=c.build, log=log)
-    recorded = {**c.record(), "fingerprint": dev.fingerprint_key()}
+    recorded = {**c.record(), "input_size": deploy, "train_size": train_size, "fingerprint": dev.fingerprint_key()}
     cached = CachedEstimator(est, out / CACHE)
     executor = c.executor
     owned = isinstance(executor, str) and (executor != "local" or c.ray_address is not None)
@@ -82,7 +85,7 @@ def search(config: SearchConfig | None = None, *, protocol=None, log: Callable[[
                         executor=executor)
         log(f"search: space {c.space}, device {c.device}, target {c.target_ms:g} ms ({reward.mode} reward, "
             f"alpha {reward.alpha:g}, beta {reward.beta:g}), strategy {c.strategy}, {c.samples} samples, "
-            f"estimator {c.estimator} -> {out}"
+            f"estimator {c.estimator} at {train_size}x{train_size} (latency at {deploy}x{deploy}) -> {out}"
             + (f", estimates on {executor.name} ({executor.capacity} at a time)" if executor is not None else ""))
         return run.run()
     finally:

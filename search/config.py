@@ -49,11 +49,14 @@ class SearchConfig:
     ray_address: str | None = None
     devices_file: str | None = None
     train_device: str = "auto"       # where estimators that train do so: auto (a GPU if torch sees one), cpu, cuda
+    train_size: int | None = None    # input size the accuracy is estimated at (default: min(the space's, 32))
 
     def __post_init__(self):
         from hwnas.train import check_train_device
         check_train_device(self.train_device)
         self.target_ms = target_ms(self.target)
+        require(self.train_size is None or (isinstance(self.train_size, int) and self.train_size >= 8),
+                "{} must be at least 8 px", "train_size")
         self.strategy_options = dict(self.strategy_options or {})
         self.estimator_options = dict(self.estimator_options or {})
         if self.out is None:
@@ -77,10 +80,16 @@ class SearchConfig:
                           DEFAULT_W if self.beta is None else self.beta)
         return Reward.soft(self.target_ms, DEFAULT_W if self.w is None else self.w)
 
+    def resolutions(self, space) -> tuple[int, int]:
+        """(deployment input size: the space's, which the latency table is at; training input size: where the
+        accuracy is estimated, --train-size or min(the space's, 32) — NetAdapt's split, cheap training on a
+        CPU with latency at the size the network is deployed at)."""
+        return space.input_size, self.train_size or min(space.input_size, 32)
+
     def record(self) -> dict:
         """The settings a search run records; a resume must ask the same (samples may grow)."""
         rec = record(self, omit=("target", "w", "hard", "alpha", "beta", "out", "resume", "db", "build",
-                                 "executor", "ray_address", "devices_file", "train_device"))
+                                 "executor", "ray_address", "devices_file", "train_device", "train_size"))
         return {**rec, "target_ms": self.target_ms, "reward": self.reward().to_dict()}
 
 

@@ -80,13 +80,15 @@ def step_points(front: Sequence[dict], until_ms: float | None = None, lat_key: s
     return xs, ys
 
 
-def estimator_label(estimator: str | None, is_accuracy: bool = True) -> str:
-    """The y axis: what the estimator's number is."""
+def estimator_label(estimator: str | None, is_accuracy: bool = True, input_size: int | None = None) -> str:
+    """The y axis: what the estimator's number is, and at which input size it was measured (when given: a search
+    estimates accuracy at its training size, not at the deployment size its latency is for)."""
+    at = f" at {input_size}x{input_size}" if input_size else ""
     if not estimator:
-        return "accuracy" if is_accuracy else "score (a proxy, not an accuracy)"
+        return f"accuracy{at}" if is_accuracy else f"score{at} (a proxy, not an accuracy)"
     if is_accuracy:
-        return f"top-1 accuracy ({estimator})"
-    return f"{estimator} score (a proxy, not an accuracy)"
+        return f"top-1 accuracy{at} ({estimator})"
+    return f"{estimator} score{at} (a proxy, not an accuracy)"
 
 
 def latency_label(latency_source: str, statistic: str | None, measured_statistic: str | None,
@@ -104,7 +106,8 @@ def latency_label(latency_source: str, statistic: str | None, measured_statistic
 
 def plot_pareto(records: Sequence[dict], path: str | Path, target_ms: float | None = None,
                 title: str = "", measured: Sequence[dict] = (), *, value_label: str | None = None,
-                estimator: str | None = None, is_accuracy: bool = True, latency_source: str = "predicted",
+                estimator: str | None = None, is_accuracy: bool = True, value_input_size: int | None = None,
+                latency_source: str = "predicted",
                 latency_statistic: str | None = None, samples_label: str = "all samples") -> dict:
     """Every sample (faint), the front as a step, the target (vertical line) and, if given, the networks
     re-measured on the device (`measured`: records with measured_ms, and optionally measured_spread_pct and
@@ -113,7 +116,7 @@ def plot_pareto(records: Sequence[dict], path: str | Path, target_ms: float | No
 
     `latency_source`: whether the records' latency_ms are "predicted" (by the table; the default) or
     "measured" (then `latency_statistic` names the statistic); `samples_label` names the records in the
-    legend. The y label is `value_label`, else made from `estimator` and `is_accuracy`. Returns what was drawn: {"path", "front": (xs, ys) of the step, "links",
+    legend. The y label is `value_label`, else made from `estimator`, `is_accuracy` and `value_input_size`. Returns what was drawn: {"path", "front": (xs, ys) of the step, "links",
     "error_bars", "xlabel", "ylabel", "legend_box", "axes_box"} (boxes in figure pixels, x0 y0 x1 y1)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -121,7 +124,7 @@ def plot_pareto(records: Sequence[dict], path: str | Path, target_ms: float | No
     from hwnas.rundir import save_figure
 
     path = Path(path)
-    ylabel = value_label or estimator_label(estimator, is_accuracy)
+    ylabel = value_label or estimator_label(estimator, is_accuracy, value_input_size)
     stat = next((m.get("measured_statistic") for m in measured if m.get("measured_statistic")), None)
     xlabel = latency_label(latency_source, latency_statistic, stat, bool(measured))
     fig, ax = plt.subplots(figsize=(7.0, 5.4), dpi=110, layout="constrained")

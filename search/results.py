@@ -38,6 +38,7 @@ class Results:
                   "hypervolume": hypervolume(lat, acc, ref_latency_ms=2 * t),
                   "hypervolume_reference": {"latency_ms": 2 * t, self.value_key(): 0.0},
                   "value_kind": self.value_kind(), "estimator": self.estimator.name,
+                  "input_sizes": self.resolutions(),
                   "front": [self.shown({k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")})
                             for r in front]}
         atomic_write_json(self.out / "pareto.json", pareto)
@@ -50,12 +51,13 @@ class Results:
                  f"{self.config.get('strategy', self.strategy.name)}, {len(records)} samples")
         plot_pareto(records, self.out / "pareto.png", target_ms=t, title=title, measured=measured,
                     estimator=self.estimator.name, is_accuracy=bool(self.estimator.is_accuracy),
+                    value_input_size=self.resolutions()["accuracy"],
                     latency_source="predicted")
         exported = self.export_best(best) if best is not None else {}
         uniq = len({tuple(r["arch"]) for r in records})
         summary = {
             "config": self.config, "samples": len(records), "unique_architectures": uniq,
-            "reward": self.reward.to_dict(), "estimator": self.estimator.name,
+            "reward": self.reward.to_dict(), "estimator": self.estimator.name, "input_sizes": self.resolutions(),
             "estimator_is_accuracy": bool(self.estimator.is_accuracy), "value_kind": self.value_kind(),
             "best_by_reward_predicted": self.shown(top[0] if top else None),
             "top_k": [self.shown(r) for r in measured or top], "best": self.shown(best), "exported": exported,
@@ -72,6 +74,12 @@ class Results:
                 self.log(summary["hard_target"]["message"])
         atomic_write_json(self.out / "summary.json", summary)
         return SearchResult(self.out, records, pareto["front"], summary)
+
+    def resolutions(self) -> dict:
+        """The input sizes of the two columns: latency (the table's, the deployment size) and accuracy (where
+        the estimator measured it: a search's --train-size)."""
+        return {"latency": getattr(self.space, "input_size", None),
+                "accuracy": getattr(self.estimator.space, "input_size", None)}
 
     # -- how results name the estimator's value ----------------------------------------------------------
     def value_kind(self) -> str:
@@ -184,7 +192,7 @@ class Results:
         weights = "untrained (the architecture; train it on your data)"
         if self.estimator.trains:
             model = self.estimator.trained_model(tuple(best["arch"]))
-            weights = "short-trained like the accuracy estimate"
+            weights = self.estimator.weights_note
         shape = self._input_shape()
         if self.device is not None:
             files = self.device.export_final(model, shape, self.out, "best")

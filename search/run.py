@@ -85,7 +85,8 @@ class SearchRun(Results):
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.replay_mismatches = 0
         self.executor = executor  # hwnas.executor: accuracy estimates of a batch run there in parallel
-        strategy.bind(latency=predictor, reward=reward)  # strategies that rank candidates by predicted reward
+        # strategies that rank candidates by predicted reward
+        strategy.bind(latency=predictor, reward=reward, estimator=estimator)
 
     # -- set-up -------------------------------------------------------------------------------------
     def check_target(self) -> None:

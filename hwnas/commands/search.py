@@ -20,7 +20,8 @@ from hwnas.progress import log as _log
 @click.option("--alpha", type=float, default=None, help="Custom exponent under the target.")
 @click.option("--beta", type=float, default=None, help="Custom exponent over the target.")
 @click.option("--strategy", default="evolution", show_default=True,
-              help="rl | ppo | evolution | random | progressive (PNAS; cell spaces nasnet, pnas).")
+              help="rl | ppo | evolution | random | progressive (PNAS; cell spaces nasnet, pnas) | "
+                   "predictor-evolution (OFA's: a whole evolution over the ofa-mlp predictor and the table).")
 @click.option("--strategy-option", "-S", "strategy_options", multiple=True, metavar="KEY=VALUE",
               help="A strategy setting, repeatable: e.g. -S population=16 (evolution), -S beam=8 (progressive).")
 @click.option("--samples", type=count("samples"), default=200, show_default=True,
@@ -30,11 +31,16 @@ from hwnas.progress import log as _log
 @click.option("--estimator", default="naswot", show_default=True,
               help="naswot | synflow (zero-cost proxies, ~0.1 s per network: a few hundred samples in a "
                    "minute or two) | short-train (real validation accuracy after --train-steps of training, "
-                   "seconds per network).")
+                   "seconds per network) | supernet (SPOS weight sharing) | ofa (a once-for-all supernet, "
+                   "trained once: ~30 min for mnasnet at 32x32) | ofa-mlp (an MLP fitted on the ofa supernet: "
+                   "thousands of estimates a millisecond; with --strategy predictor-evolution).")
 @click.option("--estimator-option", "-E", "estimator_options", multiple=True, metavar="KEY=VALUE",
               help="An estimator setting, repeatable: e.g. -E steps=200 -E validate=8 (supernet).")
 @click.option("--train-steps", type=count("steps"), default=None,
               help="Training steps per architecture for short-train (default 60).")
+@click.option("--train-size", type=count("size", 8), default=None,
+              help="Input size the accuracy is estimated at (default: the space's, at most 32). The latency "
+                   "table stays at the space's deployment size (mnasnet: 224).")
 @click.option("--out", default=None, help="Run directory (default runs/search-<space>-<device>-<strategy>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (after a crash or with more --samples).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -49,6 +49,8 @@ class Estimator(ABC):
 
     #: True when trained_model(arch) gives the network the estimate was measured on (a search exports it)
     trains: ClassVar[bool] = False
+    #: what the weights of trained_model(arch) are, as a search's summary says of its exported network
+    weights_note: ClassVar[str] = "short-trained like the accuracy estimate"
     #: where an estimator that trains runs its steps ("cpu", "cuda", "cuda:N"; get_estimator resolves "auto").
     #: Not part of config(): a value trained on the GPU estimates the same architecture as one from the CPU
     train_device: str = "cpu"
@@ -95,8 +97,10 @@ class Estimator(ABC):
         data = self.data if isinstance(self.data, (str, type(None))) else repr(self.data)
         if isinstance(data, str) and os.path.exists(data):
             data = os.path.abspath(data)
+        # the input size the estimate is measured at (a search's --train-size): values at 32 and 224 differ
         return {"estimator": self.name, "space": getattr(self.space, "name", type(self.space).__name__),
-                "data": data, "seed": self.seed, **self.options()}
+                "input_size": getattr(self.space, "input_size", None), "data": data, "seed": self.seed,
+                **self.options()}
 
     def config_key(self) -> str:
         return hashlib.sha1(json.dumps(self.config(), sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -141,6 +145,10 @@ class CachedEstimator(Estimator):
     @property
     def trains(self) -> bool:  # type: ignore[override]
         return self.estimator.trains
+
+    @property
+    def weights_note(self) -> str:  # type: ignore[override]
+        return self.estimator.weights_note
 
     def config(self) -> dict:
         return self.estimator.config()

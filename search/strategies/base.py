@@ -61,9 +61,10 @@ class Strategy(ABC):
     def _tell(self, arch: tuple[int, ...], reward: float) -> None:
         """Learn from one result (nothing to learn for random search)."""
 
-    def bind(self, latency=None, reward=None) -> None:
-        """Given the latency predictor and the reward before the first ask; strategies that rank candidates
-        by predicted reward (progressive) keep them, the others need neither."""
+    def bind(self, latency=None, reward=None, estimator=None) -> None:
+        """Given the latency predictor, the reward and the accuracy estimator before the first ask; strategies
+        that rank candidates by predicted reward (progressive, predictor-evolution) keep what they use, the
+        others need none."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "rng": rng_state(self.rng), "n_told": self.n_told}

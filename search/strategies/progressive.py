@@ -111,7 +111,7 @@ class ProgressiveSearch(Strategy):
         self.latency = None
         self.reward = None
 
-    def bind(self, latency=None, reward=None) -> None:
+    def bind(self, latency=None, reward=None, estimator=None) -> None:
         """The search's latency predictor (predict_batch) and reward (batch), used to rank children."""
         self.latency, self.reward = latency, reward
 

@@ -103,3 +103,33 @@ def test_supernet_estimator_end_to_end(tmp_path):
     assert "spearman" in json.dumps(info).lower()
     assert all(0 <= json.loads(x)["accuracy"] <= 1 for x in (out / "samples.jsonl").read_text().splitlines())
     assert list((tmp_path / "cache" / "supernet").glob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_once_for_all_search_latency_at_deployment_size_accuracy_at_train_size(tmp_path):
+    """`--estimator ofa-mlp --strategy predictor-evolution --train-size 16` on mnasnet-tiny (deployed at 32): the
+    supernet and the MLP work at 16x16, the table and the export at 32x32, and the run says so."""
+    import os
+    out = tmp_path / "run"
+    env = {**os.environ, "HWNAS_CACHE": str(tmp_path / "cache")}
+    r = hwnas("search", "--device", "cpu", "--space", "mnasnet-tiny", "--train-size", "16",
+              "--strategy", "predictor-evolution", "-S", "population=20", "-S", "generations=5",
+              "--estimator", "ofa-mlp", "-E", "steps=6", "-E", "batch_size=16", "-E", "fit=12", "-E", "hidden=16",
+              "--target", "1ms", "--samples", "4", "--top-k", "2", "--db", str(tmp_path / "lut.db"),
+              "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input_sizes"] == {"latency": 32, "accuracy": 16}
+    assert summary["config"]["train_size"] == 16 and summary["config"]["input_size"] == 32
+    assert json.loads((out / "pareto.json").read_text())["input_sizes"] == summary["input_sizes"]
+    info = summary["strategy_info"]
+    assert info["evaluated"] == 20 + 5 * 15 and info["architectures_per_s"] > 0
+    assert summary["estimator_info"]["predictor"]["fit"] == 12
+    assert summary["exported"]["input_shape"] == [1, 3, 32, 32]
+    assert "supernet" in summary["exported"]["weights"]
+    recs = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    rewards = [rec["reward"] for rec in recs]
+    assert rewards == sorted(rewards, reverse=True)  # the evolution's best first
+    cached = {tuple(c["arch"]): c["value"] for c in map(json.loads, (out / "accuracy_cache.jsonl").read_text().splitlines())}
+    assert len(cached) == 4 and all(cached[tuple(rec["arch"])] == rec["accuracy"] for rec in recs)
+    assert "at 16x16 (latency at 32x32)" in r.stderr + r.stdout

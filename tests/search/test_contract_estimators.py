@@ -23,6 +23,8 @@ CHEAP = {
     "synflow": dict(calibration=4),
     "short-train": dict(steps=2, batch_size=16),
     "supernet": dict(steps=2, batch_size=16, bn_batches=1, validate=0),
+    "ofa": dict(steps=2, batch_size=16, bn_batches=1, validate=0),
+    "ofa-mlp": dict(steps=2, batch_size=16, bn_batches=1, validate=0, fit=10, hidden=8, layers=1),
 }
 DATA = "digits"
 

@@ -27,6 +27,7 @@ CHEAP = {
     "rl": dict(batch=4),
     "ppo": dict(batch=4, epochs=2),
     "progressive": dict(beam=3, max_candidates=32, members=1, epochs=10),
+    "predictor-evolution": dict(population=8, generations=3),
 }
 STEPS = 24
 
@@ -47,22 +48,38 @@ def problem(key):
     return lat, Reward.soft(float(np.median(lat.predict_batch([sp.sample(rng) for _ in range(32)]))))
 
 
+class BatchAccuracy:
+    """An estimator that predicts a batch at once (as ofa-mlp does), of score()'s synthetic accuracy."""
+    name = "synthetic"
+
+    def warm_up(self, log=None):
+        pass
+
+    def predict_batch(self, archs):
+        return np.array([accuracy_of(a) for a in archs])
+
+
 def make(name, key, seed=0):
-    """A strategy at its CHEAP settings, bound to the latency table and reward as SearchRun binds it."""
+    """A strategy at its CHEAP settings, bound to the latency table, reward and estimator as SearchRun binds it."""
     strategy = get_strategy(name, space(key), seed=seed, **CHEAP.get(name, {}))
     lat, reward = problem(key)
-    strategy.bind(latency=lat, reward=reward)
+    strategy.bind(latency=lat, reward=reward, estimator=BatchAccuracy())
     return strategy
 
 
 SERVED, REFUSED, FIRST = coverage(list_strategies(), SPACES, make)  # FIRST: each one's space for cheaper checks
 
 
-def score(key, arch) -> tuple[float, float, float]:
-    """(reward, accuracy, latency_ms) of an architecture: a fixed synthetic accuracy, the table's latency."""
+def accuracy_of(arch) -> float:
+    """A fixed synthetic accuracy of an architecture."""
     a = np.asarray(arch, dtype=np.float64)
     w = np.random.default_rng(len(a)).uniform(0.5, 1.5, len(a))
-    accuracy = 0.5 + 0.4 * float(np.sin(w @ a) ** 2)
+    return 0.5 + 0.4 * float(np.sin(w @ a) ** 2)
+
+
+def score(key, arch) -> tuple[float, float, float]:
+    """(reward, accuracy, latency_ms) of an architecture: a fixed synthetic accuracy, the table's latency."""
+    accuracy = accuracy_of(arch)
     lat, reward = problem(key)
     latency_ms = lat.predict(arch)
     return reward(accuracy, latency_ms), accuracy, latency_ms

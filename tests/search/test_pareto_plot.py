@@ -55,6 +55,9 @@ def test_measured_grid_and_proxy_scores_are_named_on_the_axes(tmp_path):
     drawn = plot_pareto(RECORDS, tmp_path / "proxy.png", estimator="naswot", is_accuracy=False)
     assert drawn["ylabel"] == "naswot score (a proxy, not an accuracy)" == estimator_label("naswot", False)
     assert drawn["xlabel"] == "latency, ms (predicted by the table)"
+    drawn = plot_pareto(RECORDS, tmp_path / "train.png", estimator="ofa-mlp", value_input_size=32)
+    assert drawn["ylabel"] == "top-1 accuracy at 32x32 (ofa-mlp)" == estimator_label("ofa-mlp", True, 32)
+    assert estimator_label("naswot", False, 32) == "naswot score at 32x32 (a proxy, not an accuracy)"
     with pytest.raises(ValueError, match="latency_source"):
         plot_pareto(RECORDS, tmp_path / "bad.png", latency_source="guessed")
 

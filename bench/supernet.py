@@ -1,0 +1,141 @@
+"""How far a once-for-all supernet's accuracies can be trusted: its ranking of random architectures of a space
+against the same architectures trained stand-alone, next to the ranking's own noise (two stand-alone seeds).
+
+    .venv/bin/python bench/supernet.py --out /tmp/bench-ofa                 # mnasnet at 32x32 on digits
+    .venv/bin/python bench/supernet.py --out /tmp/bench-ofa --archs 24 --standalone-steps 300 --seeds 0 1
+
+Stages, each cached under --out (a rerun continues where a kill left it):
+  1. the supernet (estimator `ofa`, its checkpoint in --out), `--steps` sandwich steps;
+  2. `--archs` random architectures (seeded, distinct), read off the supernet;
+  3. the same architectures trained alone (`short-train`, `--standalone-steps`, on the supernet's split), once
+     per seed of `--seeds`;
+  4. `--fit` more random architectures read off the supernet, the accuracy predictor (estimator `ofa-mlp`)
+     fitted on them, and its ranking of stage 2's architectures.
+Printed: Spearman and Kendall of supernet vs stand-alone (each seed and their mean), of the two stand-alone seeds
+(the noise ceiling: no estimator can rank better than training itself repeats), and of two trivial predictors
+(parameter count, MACs) vs stand-alone; then the predictor's. --json writes everything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def distinct_archs(space, n: int, seed: int, avoid=()) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    seen, out = set(avoid), []
+    while len(out) < n:
+        a = tuple(space.sample(rng))
+        if a not in seen:
+            seen.add(a)
+            out.append(a)
+    return out
+
+
+def ranks(x, y) -> dict:
+    from scipy.stats import kendalltau, spearmanr
+    rho, tau = spearmanr(x, y)[0], kendalltau(x, y)[0]
+    return {"spearman": float(rho) if np.isfinite(rho) else 0.0, "kendall": float(tau) if np.isfinite(tau) else 0.0}
+
+
+def size_of(space, arch, input_size: int) -> tuple[float, float]:
+    """(parameters in millions, MACs in millions) of the network at `input_size`."""
+    from hwnas.models.stats import count_macs, count_params
+    model = space.build(arch, num_classes=10)
+    return count_params(model) / 1e6, count_macs(model, (1, 3, input_size, input_size)) / 1e6
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="mnasnet")
+    ap.add_argument("--train-size", type=int, default=32)
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--steps", type=int, default=1200, help="supernet sandwich steps")
+    ap.add_argument("--archs", type=int, default=24)
+    ap.add_argument("--standalone-steps", type=int, default=300)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="stand-alone training seeds")
+    ap.add_argument("--fit", type=int, default=400, help="architectures the accuracy predictor is fitted on")
+    ap.add_argument("--out", default="/tmp/bench-supernet")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+    from hwnas.search.estimators import CachedEstimator, get_estimator
+    from hwnas.search.spaces import get_space
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    space = get_space(args.space, input_size=args.train_size)
+    ofa = get_estimator("ofa", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
+                        checkpoint=str(out / "ofa.safetensors"))
+    t0 = time.perf_counter()
+    ofa.supernet()
+    train_s = time.perf_counter() - t0
+    print(f"supernet: {args.steps} steps ({ofa.trained_steps_now} trained now, {train_s / 60:.1f} min)", flush=True)
+
+    archs = distinct_archs(space, args.archs, seed=12345)
+    sup = CachedEstimator(ofa, out / "supernet.jsonl")
+    t0 = time.perf_counter()
+    sup_acc = sup.estimate_many(archs)
+    print(f"supernet estimates of {len(archs)} architectures: {time.perf_counter() - t0:.1f} s", flush=True)
+
+    alone = {}
+    for s in args.seeds:
+        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu",
+                              steps=args.standalone_steps)
+        short._split = ofa.split  # one validation split for every figure: seeds differ in training only
+        cached = CachedEstimator(short, out / f"standalone-seed{s}.jsonl")
+        t0 = time.perf_counter()
+        alone[s] = cached.estimate_many(archs)
+        print(f"stand-alone seed {s}: {cached.misses} trained now, {time.perf_counter() - t0:.0f} s", flush=True)
+    mean_alone = np.mean([alone[s] for s in args.seeds], axis=0)
+    sizes = [size_of(space, a, args.train_size) for a in archs]
+
+    report = {"space": args.space, "train_size": args.train_size, "data": args.data, "steps": args.steps,
+              "standalone_steps": args.standalone_steps, "seeds": args.seeds, "archs": [list(a) for a in archs],
+              "supernet": sup_acc, "standalone": {str(s): v for s, v in alone.items()},
+              "params_m": [p for p, _ in sizes], "macs_m": [m for _, m in sizes], "rank": {}}
+    rank = report["rank"]
+    for s in args.seeds:
+        rank[f"supernet vs stand-alone seed {s}"] = ranks(sup_acc, alone[s])
+    rank["supernet vs stand-alone mean"] = ranks(sup_acc, mean_alone)
+    if len(args.seeds) >= 2:
+        rank[f"stand-alone seed {args.seeds[0]} vs seed {args.seeds[1]} (noise ceiling)"] = ranks(
+            alone[args.seeds[0]], alone[args.seeds[1]])
+    rank["params vs stand-alone mean"] = ranks(report["params_m"], mean_alone)
+    rank["MACs vs stand-alone mean"] = ranks(report["macs_m"], mean_alone)
+
+    if args.fit:
+        mlp = get_estimator("ofa-mlp", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
+                            fit=args.fit, checkpoint=str(out / "ofa.safetensors"))
+        t0 = time.perf_counter()
+        mlp.warm_up(log=print)
+        print(f"accuracy predictor fitted on {args.fit} supernet estimates: {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        fit_set, _ = mlp.evaluations()
+        report["fit_overlap"] = len(set(fit_set) & set(archs))
+        pred = mlp.estimate_many(archs)
+        rank["predictor vs supernet"] = ranks(pred, sup_acc)
+        rank["predictor vs stand-alone mean"] = ranks(pred, mean_alone)
+        report["predictor"] = {"values": pred, **mlp.info()["predictor"]}
+
+    print(f"\n{args.space} at {args.train_size}x{args.train_size} on {args.data}: {len(archs)} random architectures")
+    print(f"  supernet top-1 {min(sup_acc):.3f}..{max(sup_acc):.3f}; stand-alone ({args.standalone_steps} steps) "
+          f"{float(np.min(mean_alone)):.3f}..{float(np.max(mean_alone)):.3f}")
+    print(f"  {'':48s} {'Spearman':>9s} {'Kendall':>8s}")
+    for k, v in rank.items():
+        print(f"  {k:48s} {v['spearman']:9.3f} {v['kendall']:8.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""The once-for-all estimators on mnasnet-tiny: the sandwich rule trains, an estimate is the extracted network's
+validation top-1, reading leaves the supernet as it was, training resumes after an interruption with the same
+weights, a pickled checkpoint is refused; the MLP predictor is refitted from cached supernet estimates (never
+unpickled) to the same predictions, and estimates a batch at once."""
+import numpy as np
+import pytest
+import torch
+
+from hwnas.data import make_loaders
+from hwnas.errors import HwnasError
+from hwnas.search.estimators import get_estimator
+from hwnas.search.estimators.ofa import OfaEstimator
+from hwnas.search.spaces import get_space
+from hwnas.train import evaluate
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("mnasnet-tiny")
+
+
+def make(space, path, name="ofa", **kw):
+    opts = dict(steps=4, batch_size=16, bn_batches=2, checkpoint_every=2, checkpoint=str(path / "ofa.safetensors"))
+    opts.update(kw)
+    return get_estimator(name, space, data="digits", seed=0, train_device="cpu", **opts)
+
+
+def test_the_sandwich_rule_learns(space, tmp_path):
+    """40 steps lift the largest and the smallest network well above chance (0.1) on digits."""
+    est = make(space, tmp_path, steps=40, batch_size=32)
+    net = est.supernet()
+    assert est.trained_steps_now == 40
+    assert est.estimate(net.largest()) > 0.5 and est.estimate(net.smallest()) > 0.3
+
+
+def test_an_estimate_is_the_extracted_networks_top1_and_reading_changes_nothing(space, tmp_path):
+    est = make(space, tmp_path)
+    net = est.supernet()
+    a = space.sample(np.random.default_rng(3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    value = est.estimate(a)
+    model = est.trained_model(a)
+    assert type(model) is type(space.build(a))
+    _, val = make_loaders(est.split, 256, 0)
+    assert value == evaluate(model, val) == est.estimate(a)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    again = make(space, tmp_path)  # the same settings reuse the checkpoint
+    assert again.steps_to_train() == 0 and again.estimate(a) == value and again.trained_steps_now == 0
+
+
+def test_resume_after_interruption_gives_the_same_supernet(space, tmp_path, monkeypatch):
+    ref = make(space, tmp_path / "a").supernet().state_dict()
+    real = OfaEstimator._batches
+    count = {"n": 0}
+
+    def dying(self, rng):
+        for b in real(self, rng):
+            count["n"] += 1
+            if count["n"] == 4:  # killed during step 4, after the checkpoint of step 2
+                raise KeyboardInterrupt
+            yield b
+
+    monkeypatch.setattr(OfaEstimator, "_batches", dying)
+    with pytest.raises(KeyboardInterrupt):
+        make(space, tmp_path / "b").supernet()
+    monkeypatch.setattr(OfaEstimator, "_batches", real)
+    resumed = make(space, tmp_path / "b")
+    assert resumed.steps_to_train() == 2
+    got = resumed.supernet().state_dict()
+    assert resumed.trained_steps_now == 2
+    for k in ref:
+        assert torch.allclose(got[k].float(), ref[k].float(), atol=1e-6), k
+
+
+def test_a_pickled_checkpoint_is_refused_without_running_it(space, tmp_path):
+    from tests.hwnas.test_tensorfile import malicious_torch_file
+    marker = tmp_path / "pwned"
+    malicious_torch_file(tmp_path / "ofa.safetensors", marker)
+    with pytest.raises(HwnasError, match="is a pickle"):
+        make(space, tmp_path).supernet()
+    assert not marker.exists()
+
+
+def test_a_space_that_is_not_mnasnet_is_one_line(tmp_path):
+    with pytest.raises(HwnasError, match="MnasNet-family"):
+        make(get_space("pnas", channels=8, stem=8, normal_cells=1, stacks=2, max_blocks=3), tmp_path)
+
+
+def test_the_mlp_is_refitted_from_cached_estimates_to_the_same_predictions(space, tmp_path, monkeypatch):
+    opts = dict(name="ofa-mlp", fit=24, hidden=16, layers=2)
+    first = make(space, tmp_path, **opts)
+    first.warm_up()
+    archs = [space.sample(np.random.default_rng(9)) for _ in range(5)]
+    pred = first.estimate_many(archs)
+    assert pred == [first.estimate(a) for a in archs] and all(0.0 <= p <= 1.0 for p in pred)
+    info = first.info()["predictor"]
+    assert info["fit"] == 24 and info["held_out"] == 5 and -1 <= info["held_out_spearman"] <= 1
+    assert (tmp_path / "ofa.evals.jsonl").read_text().count("\n") == 24  # the supernet's values, cached
+    calls = []
+    monkeypatch.setattr(OfaEstimator, "estimate", lambda self, a: calls.append(a) or 0.0)
+    again = make(space, tmp_path, **opts)
+    assert again.estimate_many(archs) == pred and not calls  # refitted from the cache: no supernet reading
+    other = make(space, tmp_path, **{**opts, "hidden": 8})
+    assert other.estimate_many(archs) != pred  # the MLP's settings are its own
+
+
+def test_the_mlp_predicts_the_supernet_better_than_chance(space, tmp_path):
+    """Fitted on 80 supernet estimates, its ranking of 20 other architectures follows the supernet's."""
+    from scipy.stats import spearmanr
+    est = make(space, tmp_path, name="ofa-mlp", steps=30, batch_size=32, fit=80, hidden=32, layers=2)
+    est.warm_up()
+    assert est.info()["predictor"]["held_out"] == 16
+    archs, values = est.evaluations()
+    assert len(set(archs)) == 80 and max(values) > min(values)
+    rng = np.random.default_rng(5)
+    test = [space.sample(rng) for _ in range(20)]
+    truth = [est.supernet.estimate(a) for a in test]
+    assert spearmanr(est.estimate_many(test), truth)[0] > 0.2
