@@ -19,6 +19,7 @@ COMMANDS = {
     "lut": ("lut", "Build, validate, export and import latency lookup tables."),
     "predict": ("predict", "Predict any network's latency from the device's kernel table."),
     "search": ("search", "Platform-aware architecture search (MnasNet reward)."),
+    "train": ("train", "Train a searched (or zoo) network stand-alone, export it, measure it."),
     "scale": ("scale", "EfficientNet compound scaling under a latency target."),
     "adapt": ("adapt", "NetAdapt: prune a network until a latency budget is met."),
     "agent": ("agent", "Serve this machine's devices to remote hwnas clients."),

@@ -105,7 +105,8 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
           label_smoothing: float = 0.0, agc_clip: float | None = None, device: str = "cpu",
           threads: int | None = None, progress: bool = True, description: str = "train",
           progress_bar: bool | None = None, teacher: nn.Module | None = None, distill_weight: float = 0.5,
-          temperature: float = 4.0) -> TrainResult:
+          temperature: float = 4.0, start_step: int = 0, opt_state: dict | None = None,
+          on_checkpoint=None, checkpoint_every: int = 0) -> TrainResult:
     """Train `model` for exactly `steps` optimizer steps (cycling over `loader` as often as needed), or
     `epochs` passes over `loader`; give exactly one of the two. `agc_clip` turns on adaptive gradient
     clipping for every parameter but the last Linear layer's. `threads` calls torch.set_num_threads.
@@ -114,7 +115,12 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
     moved there and back to where it was, so a caller exporting or timing it afterwards finds it unchanged.
     With a `teacher` (knowledge distillation, Hinton et al. 2015) the loss is
     (1 − distill_weight)·CE(labels) + distill_weight·T²·KL(teacher ‖ student) of the logits softened by
-    T = `temperature`; the teacher runs in eval mode without gradients, on the same device, and goes back too."""
+    T = `temperature`; the teacher runs in eval mode without gradients, on the same device, and goes back too.
+
+    Resuming (hwnas train): `on_checkpoint(step, optimizer_state)` is called every `checkpoint_every` steps and at
+    the end; a run restarted with that `start_step` and `opt_state` (and the model's weights of that step) goes on
+    where it stopped: the schedule continues from the step, and if the loader's sampler has `set_epoch` (an
+    EpochSampler) the batches are those the uninterrupted run would have seen."""
     if progress_bar is not None:
         progress = progress_bar
     if (steps is None) == (epochs is None):
@@ -146,14 +152,27 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
         raise HwnasError(f"unknown schedule {schedule!r} (cosine or constant)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     clipped = [p for p in params if id(p) not in _classifier_params(model)] if agc_clip else []
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+        if sched is not None:  # the cosine goes on from the step it stopped at
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: 0.5 * (1 + math.cos(math.pi * (s + start_step) / total)))
     if teacher is not None:
         teacher_home = _device_of(teacher)
         teacher.to(device).eval()
     start = time.perf_counter()
-    step, loss_value = 0, float("nan")
-    with _progress(total, description, enabled=None if progress else False) as bar:
+    step, loss_value = start_step, float("nan")
+    set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+    epoch, skip = divmod(step, per_epoch)
+    with _progress(total, description, completed=step, enabled=None if progress else False) as bar:
         while step < total:
+            if set_epoch is not None:
+                set_epoch(epoch)
+            epoch += 1
             for x, y in loader:
+                if skip:  # a resumed run: the batches of this epoch before its step were trained on already
+                    skip -= 1
+                    continue
                 x, y = x.to(device), y.to(device)
                 opt.zero_grad(set_to_none=True)
                 logits = model(x)
@@ -170,6 +189,8 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
                 step += 1
                 loss_value = float(loss.detach())
                 bar.advance()
+                if on_checkpoint is not None and checkpoint_every and (step % checkpoint_every == 0 or step == total):
+                    on_checkpoint(step, opt.state_dict())
                 if step >= total:
                     break
     model.to(home)
@@ -177,7 +198,25 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
         teacher.to(teacher_home)
     if not math.isfinite(loss_value):
         raise HwnasError(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
-    return TrainResult(steps=step, final_loss=loss_value, seconds=time.perf_counter() - start)
+    return TrainResult(steps=step - start_step, final_loss=loss_value, seconds=time.perf_counter() - start)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A shuffling sampler whose order in epoch e is a function of (seed, e) alone, so a resumed training run can
+    see the very batches the uninterrupted one would have (train() calls set_epoch)."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 def distillation_loss(logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:

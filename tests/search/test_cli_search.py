@@ -133,3 +133,10 @@ def test_once_for_all_search_latency_at_deployment_size_accuracy_at_train_size(t
     cached = {tuple(c["arch"]): c["value"] for c in map(json.loads, (out / "accuracy_cache.jsonl").read_text().splitlines())}
     assert len(cached) == 4 and all(cached[tuple(rec["arch"])] == rec["accuracy"] for rec in recs)
     assert "at 16x16 (latency at 32x32)" in r.stderr + r.stdout
+    # then the user's last step: the found network trained stand-alone, exported and measured
+    r = hwnas("train", "--run", str(out), "--steps", "6", "--batch-size", "16", "--out", str(tmp_path / "train"),
+              env=env)
+    assert r.returncode == 0, r.stderr
+    trained = json.loads((tmp_path / "train" / "summary.json").read_text())
+    assert trained["source"] == {"space": "mnasnet-tiny", "arch": summary["best"]["arch"]}
+    assert trained["train_size"] == 16 and trained["input_size"] == 32 and trained["latency_ms"] > 0
