@@ -6,6 +6,8 @@ space with latency from the device's table.
         --samples 200 --seeds 0 1 2 --estimator naswot
     .venv/bin/python bench/search.py --space pnas --device cpu --target 0.5ms \
         --strategies progressive evolution random --samples 60 --seeds 0 1 2 --estimator naswot
+    .venv/bin/python bench/search.py --space mnasnet --device cpu --target 8ms --samples 1000 \
+        --seeds 0 1 2 3 4 --estimator ofa-mlp --train-size 32     # + predictor-evolution; latency at 224
 
 Prints, per strategy, the best reward and the hypervolume of the (accuracy, predicted latency) Pareto front
 (reference point: 2 x target, accuracy 0) as mean +- std over the seeds, and the spread (min..max).
@@ -48,6 +50,11 @@ def main(argv=None):
                     help="default: random evolution rl ppo, and progressive on a cell space (nasnet, pnas)")
     ap.add_argument("--estimator", default="naswot")
     ap.add_argument("--steps", type=int, default=None, help="short-train steps")
+    ap.add_argument("--estimator-option", "-E", action="append", default=[], metavar="KEY=VALUE",
+                    help="an estimator setting, as hwnas search -E takes it")
+    ap.add_argument("--train-size", type=int, default=None,
+                    help="input size the accuracy is estimated at (default: the space's, at most 32; the table "
+                         "stays at the space's)")
     ap.add_argument("--data", default="digits")
     ap.add_argument("--work", default=None, help="directory for the runs and the shared cache")
     ap.add_argument("--json", default=None)
@@ -58,15 +65,22 @@ def main(argv=None):
     reward = Reward.hard(target) if args.hard else Reward.soft(target)
     space = get_space(args.space)
     if args.strategies is None:
-        args.strategies = ["random", "evolution", "rl", "ppo"] + (["progressive"] if hasattr(space, "expand") else [])
+        args.strategies = (["random", "evolution", "rl", "ppo"] + (["progressive"] if hasattr(space, "expand") else [])
+                           + (["predictor-evolution"] if args.estimator == "ofa-mlp" else []))
     device = get_device(args.device)
     predictor = load_predictor(space, device, args.db, log=print)
     work = Path(args.work or tempfile.mkdtemp(prefix="hwnas-bench-search-"))
-    est_opts = {"steps": args.steps} if args.steps else {}
-    est = CachedEstimator(get_estimator(args.estimator, space, data=args.data, seed=0, **est_opts),
+    from hwnas.commands.search import parse_options
+    est_opts = {**({"steps": args.steps} if args.steps else {}),
+                **parse_options(args.estimator_option, "--estimator-option")}
+    train_size = args.train_size or min(space.input_size, 32)
+    est_space = space if train_size == space.input_size else get_space(args.space, input_size=train_size)
+    est = CachedEstimator(get_estimator(args.estimator, est_space, data=args.data, seed=0, **est_opts),
                           work / "accuracy_cache.jsonl")
+    est.warm_up(print)  # a supernet's training, before any strategy's clock
     print(f"space {args.space} ({len(space.decisions())} decisions), device {args.device}, target {target:g} ms "
-          f"({reward.mode}), {args.samples} samples x seeds {args.seeds}, estimator {args.estimator}; "
+          f"({reward.mode}), {args.samples} samples x seeds {args.seeds}, estimator {args.estimator} at "
+          f"{train_size}x{train_size} (latency at {space.input_size}); "
           f"fastest network by the table {predictor.min_latency():.3f} ms; runs in {work}")
     results = {}
     for name in args.strategies:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hwnas.errors import HwnasError
 from hwnas.settings import SettingError, literal, require
 
 CKPT, CONFIG, SUMMARY = "train.ckpt", "config.json", "summary.json"
@@ -126,7 +125,6 @@ def resolve(c: TrainConfig) -> dict:
 
 def train_network(c: TrainConfig, log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
     """Train, export and measure as `c` says; returns the summary (also written to OUT/summary.json)."""
-    import torch
     from torch.utils.data import DataLoader
 
     from hwnas.data import load_dataset, make_loaders

@@ -100,6 +100,7 @@ class ScaleConfig:
     base: str = "efficientnet_b0"
     data: str = "digits"
     resolution: int = 32
+    input_size: int | None = None    # deployment base resolution the latency is measured at (None: resolution)
     steps: int = 200
     final_steps: int | None = None   # default: steps; 0 exports the final network untrained
     batch_size: int = 32
@@ -127,6 +128,8 @@ class ScaleConfig:
             self.out = f"runs/scale-{self.base}-{self.device}"
         require(isinstance(self.resolution, int) and self.resolution >= MIN_RESOLUTION,
                 "{} must be at least " + str(MIN_RESOLUTION) + " px", "resolution")
+        require(self.input_size is None or (isinstance(self.input_size, int) and self.input_size >= MIN_RESOLUTION),
+                "{} must be at least " + str(MIN_RESOLUTION) + " px", "input_size")
         for name in ("steps", "batch_size"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "{} must be at least 1", name)
         require(self.final_steps is None or (isinstance(self.final_steps, int) and self.final_steps >= 0),

@@ -76,12 +76,14 @@ def compound_grid(step: float = 0.1, flops_ratio: float = 2.0, tolerance: float 
 
 @dataclass(frozen=True)
 class Scaled:
-    """One compound-scaled network: coefficients raised to phi, and the resolution."""
+    """One compound-scaled network: coefficients raised to phi, and the resolution it trains at (`resolution`) and
+    is measured and deployed at (`input_size`: the deployment base scaled alike; the training one by default)."""
     alpha: float
     beta: float
     gamma: float
     phi: float
     base_resolution: int
+    deploy_resolution: int | None = None
 
     @property
     def depth(self) -> float:
@@ -95,9 +97,16 @@ class Scaled:
     def resolution(self) -> int:
         return max(MIN_RESOLUTION, int(round(self.base_resolution * self.gamma ** self.phi)))
 
+    @property
+    def input_size(self) -> int:
+        if self.deploy_resolution is None:
+            return self.resolution
+        return max(MIN_RESOLUTION, int(round(self.deploy_resolution * self.gamma ** self.phi)))
+
     def to_dict(self) -> dict:
         return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "phi": self.phi,
-                "depth_coefficient": self.depth, "width_coefficient": self.width, "resolution": self.resolution}
+                "depth_coefficient": self.depth, "width_coefficient": self.width, "resolution": self.resolution,
+                "input_size": self.input_size}
 
 
 # -- step 2: phi under the latency target -------------------------------------------------------------
@@ -166,6 +175,7 @@ class CompoundScaling:
         self.reward = Reward.soft(c.target_ms)
         self.target_ms = c.target_ms
         self.data, self.resolution, self.steps, self.final_steps = c.data, c.resolution, c.steps, c.final_steps
+        self.input_size = c.input_size  # the deployment base resolution (None: the training one)
         self.batch_size, self.lr, self.seed = c.batch_size, float(c.lr), c.seed
         from hwnas.train import resolve_train_device
         self.train_device = resolve_train_device(c.train_device)
@@ -209,7 +219,7 @@ class CompoundScaling:
     def latency(self, s: Scaled, num_classes: int = 10) -> float:
         """The scaled network's measured latency (the measurement protocol), ms."""
         model = self.build(s, num_classes).eval()
-        return self.device.latency(model, (1, 3, s.resolution, s.resolution), self.protocol).ms
+        return self.device.latency(model, (1, 3, s.input_size, s.input_size), self.protocol).ms
 
     # -- the run --------------------------------------------------------------------------------------
     def _prepare_dir(self) -> list[dict]:
@@ -229,7 +239,7 @@ class CompoundScaling:
             self.log(f"resumed {self.out}: {len(records)} of {len(self.grid)} grid candidates done")
         for i in range(len(records), len(self.grid)):
             a, b, g = self.grid[i]
-            s = Scaled(a, b, g, 1.0, self.resolution)
+            s = Scaled(a, b, g, 1.0, self.resolution, self.input_size)
             _, acc = self.train_eval(s, self.steps)
             lat = self.latency(s, self.split(s.resolution).num_classes)
             rec = {"i": i, "arch": [a, b, g], "describe": s.to_dict(), "flops_ratio": a * b * b * g * g,
@@ -270,7 +280,7 @@ class CompoundScaling:
         def latency_of(phi):
             if phi in cache:
                 return cache[phi]["latency_ms"]
-            s = Scaled(a, b, g, phi, self.resolution)
+            s = Scaled(a, b, g, phi, self.resolution, self.input_size)
             lat = self.latency(s, num_classes)
             row = {"abg": [a, b, g], **s.to_dict(), "latency_ms": lat}
             append_jsonl(self.out / PHI_FILE, row)
@@ -279,9 +289,9 @@ class CompoundScaling:
 
         phi, probes = find_phi(latency_of, self.target_ms, self.phi_min, self.phi_max, self.bisect_steps,
                                log=self.log)
-        chosen = Scaled(a, b, g, phi, self.resolution)
+        chosen = Scaled(a, b, g, phi, self.resolution, self.input_size)
         model, acc = self.train_eval(chosen, self.final_steps)
-        shape = (1, 3, chosen.resolution, chosen.resolution)
+        shape = (1, 3, chosen.input_size, chosen.input_size)
         exported = self.device.export_final(model, shape, self.out, "best")
         meas = self.device.latency(model.eval(), shape, self.protocol)
         measured = meas.ms
@@ -301,6 +311,7 @@ class CompoundScaling:
         summary = {
             "config": self.config, "base": self.base, "target_ms": self.target_ms,
             "chosen": {**chosen.to_dict(), "input_shape": list(shape)},
+            "input_sizes": {"latency": chosen.input_size, "accuracy": chosen.resolution},
             "grid_best": grid["chosen"], "phi_probes": [{"phi": p, "latency_ms": probes[p]} for p in sorted(probes)],
             "accuracy": acc, "accuracy_steps": self.final_steps,
             "measured_latency_ms": measured, "measurement": meas.to_dict(),
@@ -329,5 +340,7 @@ def scale(config: ScaleConfig | None = None, *, log: Callable[[str], None] = _qu
     dev = get_device(c.device, c.devices_file)
     dev.check()
     log(f"scale: {c.base} on {c.device}, target {c.target_ms:g} ms, {len(c.grid)} grid candidates x {c.steps} steps "
-        f"at {c.resolution} px on {c.data} -> {c.out}")
+        f"at {c.resolution} px on {c.data}"
+        + (f" (latency at {c.input_size} px)" if c.input_size and c.input_size != c.resolution else "")
+        + f" -> {c.out}")
     return CompoundScaling(c, dev, log=log).run()

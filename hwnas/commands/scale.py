@@ -16,7 +16,10 @@ from hwnas.progress import log as _log
 @click.option("--data", default="digits", show_default=True,
               help="Data for the grid's accuracy: digits (shipped), an ImageFolder directory or an .npz (x, y).")
 @click.option("--resolution", type=count("size", 16), default=32, show_default=True,
-              help="Base input resolution (gamma^phi scales it).")
+              help="Base input resolution the candidates train at (gamma^phi scales it).")
+@click.option("--input-size", type=count("size", 16), default=None,
+              help="Base deployment resolution the latency is measured and the network exported at (gamma^phi "
+                   "scales it too), e.g. 224 while training at 32. Default: --resolution.")
 @click.option("--steps", type=count("steps"), default=200, show_default=True,
               help="Training steps per grid candidate.")
 @click.option("--final-steps", type=count("steps", 0), default=None,

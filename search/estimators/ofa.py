@@ -36,7 +36,7 @@ from hwnas.errors import HwnasError
 from hwnas.progress import progress
 from hwnas.search.estimators.base import register_estimator
 from hwnas.search.estimators.supernet import SupernetEstimator, _cache_root
-from hwnas.tensorfile import load_tree, save_tree
+from hwnas.tensorfile import load_tree
 
 KIND = "ofa-supernet"
 
@@ -149,15 +149,11 @@ class OfaEstimator(SupernetEstimator):
                 opt.step()
                 step += 1
                 self.trained_steps_now += 1
-                value = float(loss_big.detach())
-                if not math.isfinite(value):
-                    raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
+                value = self._finite(loss_big)
                 bar.advance(1, description=f"ofa supernet: largest loss {value:.3f}, last path {loss_small:.3f}")
                 if step % self.checkpoint_every == 0 or step == self.steps:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_tree(path, {"config": self.config_key(), "step": step, "weights": net.state_dict(),
-                                     "opt": opt.state_dict(), "rng": rng.bit_generator.state}, KIND)
-                    cache.evict(keep=path)
+                    self._save(path, {"config": self.config_key(), "step": step, "weights": net.state_dict(),
+                                      "opt": opt.state_dict(), "rng": rng.bit_generator.state}, KIND)
                     gen.manual_seed(self.seed * 7919 + step)  # the batch order after a resume is that of the step
                     batches = self._batches(gen)
         net.to("cpu").eval()

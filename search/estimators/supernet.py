@@ -177,22 +177,31 @@ class SupernetEstimator(Estimator):
                 opt.step()
                 step += 1
                 self.trained_steps_now += 1
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
+                value = self._finite(loss)
                 bar.advance(1, description=f"supernet training: loss {value:.3f}")
                 if step % self.checkpoint_every == 0 or step == self.steps:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_tree(path, {"config": self.config_key(), "step": step, "archs": archs,
-                                     "weights": net.state_dict(), "opt": opt.state_dict(),
-                                     "rng": rng.bit_generator.state}, "supernet")
-                    cache.evict(keep=path)
+                    self._save(path, {"config": self.config_key(), "step": step, "archs": archs,
+                                      "weights": net.state_dict(), "opt": opt.state_dict(),
+                                      "rng": rng.bit_generator.state}, "supernet")
                     # after a resume the batch order restarts from a seed of the step: deterministic per step
                     gen.manual_seed(self.seed * 7919 + step)
                     batches = self._batches(gen)
         net.to("cpu").eval()  # read off on the CPU, where the modules a new path adds are made
         self._net = net
         return net
+
+    def _finite(self, loss) -> float:
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise HwnasError(f"supernet training diverged (loss {value}); lower lr (now {self.lr})")
+        return value
+
+    @staticmethod
+    def _save(path: Path, state: dict, kind: str) -> None:
+        """A training checkpoint into the cache (atomically), which is then kept within its bound."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tree(path, state, kind)
+        cache.evict(keep=path)
 
     def warm_up(self, log=None) -> None:
         """Train the supernet now (or finish a checkpoint's training), saying so first."""

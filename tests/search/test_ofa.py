@@ -49,21 +49,10 @@ def test_an_estimate_is_the_extracted_networks_top1_and_reading_changes_nothing(
 
 
 def test_resume_after_interruption_gives_the_same_supernet(space, tmp_path, monkeypatch):
+    from tests.search.test_supernet import interrupted
     ref = make(space, tmp_path / "a").supernet().state_dict()
-    real = OfaEstimator._batches
-    count = {"n": 0}
-
-    def dying(self, rng):
-        for b in real(self, rng):
-            count["n"] += 1
-            if count["n"] == 4:  # killed during step 4, after the checkpoint of step 2
-                raise KeyboardInterrupt
-            yield b
-
-    monkeypatch.setattr(OfaEstimator, "_batches", dying)
-    with pytest.raises(KeyboardInterrupt):
-        make(space, tmp_path / "b").supernet()
-    monkeypatch.setattr(OfaEstimator, "_batches", real)
+    # killed during step 4, after the checkpoint of step 2
+    interrupted(OfaEstimator, monkeypatch, lambda: make(space, tmp_path / "b").supernet())
     resumed = make(space, tmp_path / "b")
     assert resumed.steps_to_train() == 2
     got = resumed.supernet().state_dict()

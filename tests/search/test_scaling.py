@@ -31,6 +31,10 @@ def test_scaled_coefficients():
     assert s.depth == pytest.approx(1.44) and s.width == pytest.approx(1.21)
     assert s.resolution == round(32 * 1.15 ** 2)
     assert Scaled(1.2, 1.1, 1.15, -10.0, 32).resolution == 16  # floor
+    assert s.input_size == s.resolution  # deployed at the training size unless told
+    d = Scaled(1.2, 1.1, 1.15, 2.0, 32, 224)
+    assert d.resolution == s.resolution and d.input_size == round(224 * 1.15 ** 2)
+    assert d.to_dict()["input_size"] == d.input_size
 
 
 def test_phi_search_upwards_finds_the_largest_phi_within_target():
@@ -110,3 +114,19 @@ def test_cli_bad_target_is_one_line_error(tmp_path):
     assert res.returncode != 0
     assert "Error:" in res.stderr + res.stdout and "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_scale_trains_at_the_resolution_and_measures_at_the_input_size(tmp_path):
+    from hwnas.latency.devices import get_device
+    out = tmp_path / "run"
+    cfg = ScaleConfig(base="efficientnet_b0", target=1000.0, resolution=16, input_size=40, steps=1, final_steps=1,
+                      batch_size=16, grid=[(1.0, 1.0, 1.2)], phi_min=0.0, phi_max=1.0, bisect_steps=0, out=str(out))
+    summary = CompoundScaling(cfg, get_device("cpu"), protocol=Protocol(warmup=1, runs=3, min_rounds=2,
+                                                                         max_rounds=3)).run()
+    c = summary["chosen"]
+    assert c["phi"] == 1.0 and c["resolution"] == round(16 * 1.2) and c["input_size"] == 48
+    assert summary["input_sizes"] == {"latency": 48, "accuracy": 19}
+    import onnxruntime as ort
+    assert list(ort.InferenceSession(str(out / "best.onnx")).get_inputs()[0].shape) == [1, 3, 48, 48]
+    phis = [json.loads(line) for line in (out / "phi.jsonl").read_text().splitlines()]
+    assert all(p["input_size"] == round(40 * 1.2 ** p["phi"]) for p in phis)

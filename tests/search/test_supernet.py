@@ -43,25 +43,30 @@ def test_paths_share_modules_and_estimates_are_accuracies(space, tmp_path):
     assert again.trained_steps_now == 0 and again.estimate(a) == v1
 
 
-def test_resume_after_interruption_gives_the_same_supernet(space, tmp_path, monkeypatch):
-    whole = make(space, tmp_path / "a")
-    whole.supernet()
-    ref = whole.supernet().state_dict()
-
-    real = SupernetEstimator._batches
+def interrupted(cls, monkeypatch, train, at: int = 4) -> None:
+    """`train()` killed (KeyboardInterrupt) when it draws batch `at` of estimator class `cls`; then undone."""
+    real = cls._batches
     count = {"n": 0}
 
     def dying(self, rng):
         for b in real(self, rng):
             count["n"] += 1
-            if count["n"] == 4:  # killed during step 4, after the checkpoint of step 2
+            if count["n"] == at:
                 raise KeyboardInterrupt
             yield b
 
-    monkeypatch.setattr(SupernetEstimator, "_batches", dying)
+    monkeypatch.setattr(cls, "_batches", dying)
     with pytest.raises(KeyboardInterrupt):
-        make(space, tmp_path / "b").supernet()
-    monkeypatch.setattr(SupernetEstimator, "_batches", real)
+        train()
+    monkeypatch.setattr(cls, "_batches", real)
+
+
+def test_resume_after_interruption_gives_the_same_supernet(space, tmp_path, monkeypatch):
+    whole = make(space, tmp_path / "a")
+    whole.supernet()
+    ref = whole.supernet().state_dict()
+    # killed during step 4, after the checkpoint of step 2
+    interrupted(SupernetEstimator, monkeypatch, lambda: make(space, tmp_path / "b").supernet())
     resumed = make(space, tmp_path / "b")
     net = resumed.supernet()
     assert resumed.trained_steps_now == 2
