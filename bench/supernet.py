@@ -39,6 +39,13 @@ def distinct_archs(space, n: int, seed: int, avoid=()) -> list[tuple]:
     return out
 
 
+def estimate_in_chunks(cached, archs, chunk: int = 2) -> list[float]:
+    """cached.estimate_many(archs), recorded every `chunk` architectures (a kill loses at most those)."""
+    for i in range(0, len(archs), chunk):
+        cached.estimate_many(archs[i:i + chunk])
+    return cached.estimate_many(archs)
+
+
 def ranks(x, y) -> dict:
     from scipy.stats import kendalltau, spearmanr
     rho, tau = spearmanr(x, y)[0], kendalltau(x, y)[0]
@@ -52,6 +59,22 @@ def size_of(space, arch, input_size: int) -> tuple[float, float]:
     return count_params(model) / 1e6, count_macs(model, (1, 3, input_size, input_size)) / 1e6
 
 
+def standalone(args, space, ofa, archs) -> dict:
+    """Stand-alone top-1 of `archs` per seed (cached under --out)."""
+    from hwnas.search.estimators import CachedEstimator, get_estimator
+    out = Path(args.out)
+    alone = {}
+    for s in args.seeds:
+        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu",
+                              steps=args.standalone_steps, lr=args.standalone_lr)
+        short._split = ofa.split  # one validation split for every figure: seeds differ in training only
+        cached = CachedEstimator(short, out / f"standalone-seed{s}.jsonl")
+        t0 = time.perf_counter()
+        alone[s] = estimate_in_chunks(cached, archs)
+        print(f"stand-alone seed {s}: {cached.misses} trained now, {time.perf_counter() - t0:.0f} s", flush=True)
+    return alone
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="mnasnet")
@@ -60,46 +83,51 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=1200, help="supernet sandwich steps")
     ap.add_argument("--archs", type=int, default=24)
     ap.add_argument("--standalone-steps", type=int, default=300)
+    ap.add_argument("--standalone-lr", type=float, default=0.05)
+    ap.add_argument("--only", choices=["standalone", "supernet"], default=None,
+                    help="only the stand-alone training, or only the supernet's stages (training, estimates, the "
+                         "predictor's fit): two processes side by side; a last run without --only reports")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="stand-alone training seeds")
     ap.add_argument("--fit", type=int, default=400, help="architectures the accuracy predictor is fitted on")
     ap.add_argument("--out", default="/tmp/bench-supernet")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
     import torch
     from hwnas.search.estimators import CachedEstimator, get_estimator
     from hwnas.search.spaces import get_space
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     space = get_space(args.space, input_size=args.train_size)
     ofa = get_estimator("ofa", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
                         checkpoint=str(out / "ofa.safetensors"))
+    archs = distinct_archs(space, args.archs, seed=12345)
+    if args.only == "standalone":
+        standalone(args, space, ofa, archs)
+        return 0
+
     t0 = time.perf_counter()
     ofa.supernet()
     train_s = time.perf_counter() - t0
     print(f"supernet: {args.steps} steps ({ofa.trained_steps_now} trained now, {train_s / 60:.1f} min)", flush=True)
-
-    archs = distinct_archs(space, args.archs, seed=12345)
     sup = CachedEstimator(ofa, out / "supernet.jsonl")
     t0 = time.perf_counter()
     sup_acc = sup.estimate_many(archs)
     print(f"supernet estimates of {len(archs)} architectures: {time.perf_counter() - t0:.1f} s", flush=True)
-
-    alone = {}
-    for s in args.seeds:
-        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu",
-                              steps=args.standalone_steps)
-        short._split = ofa.split  # one validation split for every figure: seeds differ in training only
-        cached = CachedEstimator(short, out / f"standalone-seed{s}.jsonl")
-        t0 = time.perf_counter()
-        alone[s] = cached.estimate_many(archs)
-        print(f"stand-alone seed {s}: {cached.misses} trained now, {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.only == "supernet":
+        if args.fit:
+            get_estimator("ofa-mlp", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
+                          fit=args.fit, checkpoint=str(out / "ofa.safetensors")).warm_up(log=print)
+        return 0
+    alone = standalone(args, space, ofa, archs)
     mean_alone = np.mean([alone[s] for s in args.seeds], axis=0)
     sizes = [size_of(space, a, args.train_size) for a in archs]
 
     report = {"space": args.space, "train_size": args.train_size, "data": args.data, "steps": args.steps,
-              "standalone_steps": args.standalone_steps, "seeds": args.seeds, "archs": [list(a) for a in archs],
+              "supernet_minutes_now": round(train_s / 60, 1), "standalone_steps": args.standalone_steps,
+              "standalone_lr": args.standalone_lr, "seeds": args.seeds, "archs": [list(a) for a in archs],
               "supernet": sup_acc, "standalone": {str(s): v for s, v in alone.items()},
               "params_m": [p for p, _ in sizes], "macs_m": [m for _, m in sizes], "rank": {}}
     rank = report["rank"]

@@ -6,7 +6,10 @@ Each training step, on one batch:
   1. the largest architecture, on the labels (cross-entropy);
   2. the smallest and `random_paths` random architectures, each on the largest's softened output of the same
      batch (in-place distillation; `distill=False` trains them on the labels too);
-  gradients of all paths summed, one SGD step (cosine learning rate, no weight decay on BN and biases).
+  gradients of all paths summed, clipped to norm 5, one SGD step (cosine learning rate from `lr`, no weight
+  decay on BN and biases). The learning rate is 0.02: at 0.1 (the SPOS supernet's) the mnasnet space's largest
+  network alone diverged at 32x32, in the supernet and trained stand-alone alike; at 0.02 its loss fell from 2.3 to
+  0.27 in 60 steps.
 The largest and smallest bound the space, so every width, kernel, expansion and depth is trained each step;
 distillation from the largest gives the small paths a target they can follow (BigNAS found it needed for
 sub-networks to rank as they do trained alone).
@@ -39,6 +42,7 @@ from hwnas.search.estimators.supernet import SupernetEstimator, _cache_root
 from hwnas.tensorfile import load_tree
 
 KIND = "ofa-supernet"
+CLIP = 5.0  # the summed gradient of the sandwich's paths, clipped to this norm
 
 
 def recalibrate_bn(model: nn.Module, batches, count: int) -> None:
@@ -62,7 +66,7 @@ class OfaEstimator(SupernetEstimator):
     weights_note = "the supernet's slice for this architecture (BN recalibrated); train it stand-alone for more"
 
     def __init__(self, space, data="digits", seed: int = 0, steps: int = 1200, batch_size: int = 64,
-                 lr: float = 0.1, bn_batches: int = 8, random_paths: int = 2, distill: bool = True,
+                 lr: float = 0.02, bn_batches: int = 8, random_paths: int = 2, distill: bool = True,
                  validate: int = 0, validate_steps: int = 300, checkpoint: str | None = None,
                  checkpoint_every: int = 25):
         if not hasattr(space, "config") or not hasattr(space.config, "blocks"):
@@ -146,6 +150,7 @@ class OfaEstimator(SupernetEstimator):
                             if self.distill else F.cross_entropy(out, yb))
                     loss.backward()
                     loss_small = float(loss.detach())
+                nn.utils.clip_grad_norm_(net.parameters(), CLIP)
                 opt.step()
                 step += 1
                 self.trained_steps_now += 1

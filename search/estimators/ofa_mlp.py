@@ -56,7 +56,7 @@ def _mlp(hidden: tuple, seed: int):
 @register_estimator("ofa-mlp")
 class OfaMlpEstimator(Estimator):
     def __init__(self, space, data="digits", seed: int = 0, fit: int = 400, hidden: int = 400, layers: int = 3,
-                 fit_seed: int = 777, steps: int = 1200, batch_size: int = 64, lr: float = 0.1, bn_batches: int = 8,
+                 fit_seed: int = 777, steps: int = 1200, batch_size: int = 64, lr: float = 0.02, bn_batches: int = 8,
                  random_paths: int = 2, distill: bool = True, validate: int = 0, validate_steps: int = 300,
                  checkpoint: str | None = None, checkpoint_every: int = 25):
         super().__init__(space, data=data or "digits", seed=seed)
@@ -98,9 +98,14 @@ class OfaMlpEstimator(Estimator):
         if len(archs) < self.fit:
             raise HwnasError(f"space {self.space.name!r} has fewer than fit={self.fit} distinct architectures")
         cache = CachedEstimator(self.supernet, self.supernet.checkpoint_path.with_suffix(".evals.jsonl"))
-        todo = sum(a not in cache.values for a in archs)
+        todo = [a for a in archs if a not in cache.values]
         if todo and log is not None:
-            log(f"reading {todo} architectures off the supernet to fit the accuracy predictor")
+            log(f"reading {len(todo)} architectures off the supernet to fit the accuracy predictor")
+        from hwnas.progress import progress
+        with progress(len(todo), "supernet estimates for the predictor", enabled=None if todo else False) as bar:
+            for i in range(0, len(todo), 10):  # recorded as they come: a kill loses at most these 10
+                cache.estimate_many(todo[i:i + 10])
+                bar.advance(len(todo[i:i + 10]))
         return archs, np.asarray(cache.estimate_many(archs), dtype=np.float64)
 
     def _fit(self, log=None):
