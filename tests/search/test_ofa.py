@@ -94,15 +94,19 @@ def test_the_mlp_is_refitted_from_cached_estimates_to_the_same_predictions(space
     assert other.estimate_many(archs) != pred  # the MLP's settings are its own
 
 
-def test_the_mlp_predicts_the_supernet_better_than_chance(space, tmp_path):
-    """Fitted on 80 supernet estimates, its ranking of 20 other architectures follows the supernet's."""
+def test_the_mlp_learns_what_the_supernet_reads(space, tmp_path, monkeypatch):
+    """With supernet values that depend on the architecture (a fixed additive function of its choices, standing in
+    for a well-trained supernet), the MLP fitted on 80 of them ranks 20 other architectures as the values do."""
     from scipy.stats import spearmanr
-    est = make(space, tmp_path, name="ofa-mlp", steps=30, batch_size=32, fit=80, hidden=32, layers=2)
+    from hwnas.search.estimators.ofa_mlp import one_hot
+    w = np.random.default_rng(0).uniform(0, 0.005, one_hot(space, [space.sample(np.random.default_rng(1))]).shape[1])
+    value = lambda self, a: float(0.7 + one_hot(space, [a])[0] @ w)  # noqa: E731
+    monkeypatch.setattr(OfaEstimator, "estimate", value)
+    est = make(space, tmp_path, name="ofa-mlp", steps=2, fit=80)  # OFA's 3 x 400
     est.warm_up()
     assert est.info()["predictor"]["held_out"] == 16
     archs, values = est.evaluations()
     assert len(set(archs)) == 80 and max(values) > min(values)
     rng = np.random.default_rng(5)
     test = [space.sample(rng) for _ in range(20)]
-    truth = [est.supernet.estimate(a) for a in test]
-    assert spearmanr(est.estimate_many(test), truth)[0] > 0.2
+    assert spearmanr(est.estimate_many(test), [value(None, a) for a in test])[0] > 0.7
