@@ -28,17 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def distinct_archs(space, n: int, seed: int, avoid=()) -> list[tuple]:
-    rng = np.random.default_rng(seed)
-    seen, out = set(avoid), []
-    while len(out) < n:
-        a = tuple(space.sample(rng))
-        if a not in seen:
-            seen.add(a)
-            out.append(a)
-    return out
-
-
 def estimate_in_chunks(cached, archs, chunk: int = 2) -> list[float]:
     """cached.estimate_many(archs), recorded every `chunk` architectures (a kill loses at most those)."""
     for i in range(0, len(archs), chunk):
@@ -103,7 +92,8 @@ def main(argv=None) -> int:
     space = get_space(args.space, input_size=args.train_size)
     ofa = get_estimator("ofa", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
                         checkpoint=str(out / "ofa.safetensors"))
-    archs = distinct_archs(space, args.archs, seed=12345)
+    from hwnas.search.estimators.ofa_mlp import fit_archs
+    archs = fit_archs(space, args.archs, seed=12345)
     if args.only == "standalone":
         standalone(args, space, ofa, archs)
         return 0

@@ -144,19 +144,17 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:
         raise HwnasError(f"unknown optimizer {optimizer!r} (sgd or adam)")
-    if schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    if opt_state is not None:  # a resumed run: the optimizer's state (and base learning rates) of its step
+        opt.load_state_dict(opt_state)
+    if schedule == "cosine":  # from the step it starts at (0, or a resumed run's)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * (s + start_step) / total)))
     elif schedule == "constant":
         sched = None
     else:
         raise HwnasError(f"unknown schedule {schedule!r} (cosine or constant)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     clipped = [p for p in params if id(p) not in _classifier_params(model)] if agc_clip else []
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-        if sched is not None:  # the cosine goes on from the step it stopped at
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: 0.5 * (1 + math.cos(math.pi * (s + start_step) / total)))
     if teacher is not None:
         teacher_home = _device_of(teacher)
         teacher.to(device).eval()
