@@ -69,7 +69,11 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="mnasnet")
     ap.add_argument("--train-size", type=int, default=32)
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--steps", type=int, default=1200, help="supernet sandwich steps")
+    ap.add_argument("--steps", type=int, default=1200, help="supernet training steps")
+    ap.add_argument("--schedule", default="sandwich", help="the supernet's schedule (ofa's: sandwich, blockwise)")
+    ap.add_argument("--lr", type=float, default=0.02, help="the supernet's learning rate")
+    ap.add_argument("--teacher", type=float, default=0.1, help="blockwise: the teacher's share of the steps")
+    ap.add_argument("--random-paths", type=int, default=2, help="random architectures a supernet step")
     ap.add_argument("--archs", type=int, default=24)
     ap.add_argument("--standalone-steps", type=int, default=300)
     ap.add_argument("--standalone-lr", type=float, default=0.05)
@@ -90,8 +94,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     space = get_space(args.space, input_size=args.train_size)
-    ofa = get_estimator("ofa", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
-                        checkpoint=str(out / "ofa.safetensors"))
+    sup_opts = dict(data=args.data, seed=0, train_device="cpu", steps=args.steps, lr=args.lr,
+                    schedule=args.schedule, random_paths=args.random_paths, checkpoint=str(out / "ofa.safetensors"))
+    if args.schedule != "sandwich":
+        sup_opts["teacher"] = args.teacher
+    ofa = get_estimator("ofa", space, **sup_opts)
     from hwnas.search.estimators.ofa_mlp import fit_archs
     archs = fit_archs(space, args.archs, seed=12345)
     if args.only == "standalone":
@@ -108,14 +115,15 @@ def main(argv=None) -> int:
     print(f"supernet estimates of {len(archs)} architectures: {time.perf_counter() - t0:.1f} s", flush=True)
     if args.only == "supernet":
         if args.fit:
-            get_estimator("ofa-mlp", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
-                          fit=args.fit, checkpoint=str(out / "ofa.safetensors")).warm_up(log=print)
+            get_estimator("ofa-mlp", space, fit=args.fit, **sup_opts).warm_up(log=print)
         return 0
     alone = standalone(args, space, ofa, archs)
     mean_alone = np.mean([alone[s] for s in args.seeds], axis=0)
     sizes = [size_of(space, a, args.train_size) for a in archs]
 
     report = {"space": args.space, "train_size": args.train_size, "data": args.data, "steps": args.steps,
+              "schedule": args.schedule, "lr": args.lr, "random_paths": args.random_paths,
+              "teacher": args.teacher if args.schedule != "sandwich" else None,
               "supernet_minutes_now": round(train_s / 60, 1), "standalone_steps": args.standalone_steps,
               "standalone_lr": args.standalone_lr, "seeds": args.seeds, "archs": [list(a) for a in archs],
               "supernet": sup_acc, "standalone": {str(s): v for s, v in alone.items()},
@@ -131,8 +139,7 @@ def main(argv=None) -> int:
     rank["MACs vs stand-alone mean"] = ranks(report["macs_m"], mean_alone)
 
     if args.fit:
-        mlp = get_estimator("ofa-mlp", space, data=args.data, seed=0, train_device="cpu", steps=args.steps,
-                            fit=args.fit, checkpoint=str(out / "ofa.safetensors"))
+        mlp = get_estimator("ofa-mlp", space, fit=args.fit, **sup_opts)
         t0 = time.perf_counter()
         mlp.warm_up(log=print)
         print(f"accuracy predictor fitted on {args.fit} supernet estimates: {time.perf_counter() - t0:.0f} s",

@@ -31,6 +31,8 @@ from hwnas.models.layers import se_width
 from hwnas.search.spaces.mnasnet import effective_skip
 
 EXPAND = {"dwconv": 1, "mbconv1": 1, "mbconv3": 3, "mbconv6": 6}
+# per-pixel cost of an op at cin = cout: e1 ~ c^2, e3 ~ 6c^2, a 3x3 conv ~ 9c^2, e6 ~ 12c^2
+OP_COST = {"dwconv": 1, "mbconv1": 1, "mbconv3": 6, "conv": 9, "mbconv6": 12}
 
 
 def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
@@ -222,11 +224,22 @@ class ElasticMnasNet(nn.Module):
             out.append((op, k, se, skip, self.space.channels[b][w], n, self.space.config.blocks[b][2]))
         return out
 
+    def run_block(self, b: int, x, setting):
+        """Block `b` alone, with `setting` (one of settings()'s), on its input `x`."""
+        op, k, se, skip, cout, n, stride = setting
+        for j in range(n):
+            x = self.blocks[b][j](x, op, cout, k, stride if j == 0 else 1, se, skip)
+        return x
+
+    def features(self, x, arch) -> list:
+        """[the stem's output, then each block's] of the network of `arch`."""
+        out = [self.stem(x, self.space.config.stem, 3, 2)]
+        for b, setting in enumerate(self.settings(arch)):
+            out.append(self.run_block(b, out[-1], setting))
+        return out
+
     def forward(self, x, arch):
-        x = self.stem(x, self.space.config.stem, 3, 2)
-        for layers, (op, k, se, skip, cout, n, stride) in zip(self.blocks, self.settings(arch)):
-            for j in range(n):
-                x = layers[j](x, op, cout, k, stride if j == 0 else 1, se, skip)
+        x = self.features(x, arch)[-1]
         x = self.head(x, self.space.config.head)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
@@ -257,11 +270,9 @@ class ElasticMnasNet(nn.Module):
 
     def _extreme(self, pick) -> tuple:
         c = self.space.config
-        # per-pixel cost at cin = cout: e1 ~ c^2, e3 ~ 6c^2, a 3x3 conv ~ 9c^2, e6 ~ 12c^2
-        size = {"dwconv": 1, "mbconv1": 1, "mbconv3": 6, "conv": 9, "mbconv6": 12}
         arch = []
         for _b in range(len(c.blocks)):
-            op = c.ops.index(pick(c.ops, key=size.__getitem__))
+            op = c.ops.index(pick(c.ops, key=OP_COST.__getitem__))
             k = c.kernels.index(pick(c.kernels))
             se = c.se_ratios.index(pick(c.se_ratios))
             skip = c.skips.index("identity") if "identity" in c.skips else 0

@@ -110,3 +110,69 @@ def test_the_mlp_learns_what_the_supernet_reads(space, tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     test = [space.sample(rng) for _ in range(20)]
     assert spearmanr(est.estimate_many(test), [value(None, a) for a in test])[0] > 0.7
+
+
+# -- the blockwise schedule ---------------------------------------------------------------------------------
+def test_blockwise_steps_teach_random_blocks_the_teachers_features(space):
+    """After the teacher is frozen, block-wise steps on random architectures lower the block-wise loss of
+    architectures they never drew (the blocks' ops learn to give the teacher's features, whatever feeds them)."""
+    from hwnas.search.elastic import ElasticMnasNet
+    from hwnas.search.estimators.ofa import Blockwise
+    torch.manual_seed(0)
+    net = ElasticMnasNet(space, 10).train()
+    plan = Blockwise(net, teacher_steps=1, steps=61, random_paths=2)
+    plan.freeze_teacher()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(16, 3, 32, 32)
+    unseen = [space.sample(np.random.default_rng(100 + i)) for i in range(4)]
+
+    def loss_of_unseen():
+        with torch.no_grad():
+            feats = plan.teacher.features(x, net.largest())
+            return float(sum(plan.blockwise_loss(a, feats) for a in unseen))
+
+    before, rng = loss_of_unseen(), np.random.default_rng(0)
+    for step in range(1, 31):
+        assert plan.stage(step) == 1
+        opt.zero_grad()
+        plan.step(step, x, torch.zeros(16, dtype=torch.long), rng)
+        opt.step()
+    assert loss_of_unseen() < 0.5 * before
+
+
+def test_blockwise_loss_is_zero_for_the_teacher_itself_and_not_for_a_narrower_block(space):
+    """Each block is fed the teacher's features at its input (first channels) and compared with the teacher's
+    at its output: the largest architecture, which is the teacher, reproduces them exactly."""
+    from hwnas.search.elastic import ElasticMnasNet
+    from hwnas.search.estimators.ofa import Blockwise
+    torch.manual_seed(0)
+    net = ElasticMnasNet(space, 10).eval()
+    plan = Blockwise(net, teacher_steps=1, steps=4, random_paths=1)
+    plan.freeze_teacher()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        feats = plan.teacher.features(x, net.largest())
+        assert float(plan.blockwise_loss(net.largest(), feats)) == 0.0
+        assert float(plan.blockwise_loss(net.smallest(), feats)) > 0.0
+    assert not any(p.requires_grad for p in plan.teacher.parameters())
+
+
+def test_blockwise_resumes_with_its_teacher_to_the_same_supernet(space, tmp_path, monkeypatch):
+    from tests.search.test_supernet import interrupted
+    opts = dict(schedule="blockwise", teacher=0.375, steps=8)  # the teacher: steps 1-3, frozen after step 3
+    ref = make(space, tmp_path / "a", **opts).supernet().state_dict()
+    # killed during step 6, after the checkpoint of step 4 (which holds the teacher)
+    interrupted(OfaEstimator, monkeypatch, lambda: make(space, tmp_path / "b", **opts).supernet(), at=6)
+    resumed = make(space, tmp_path / "b", **opts)
+    assert resumed.steps_to_train() == 4
+    got = resumed.supernet().state_dict()
+    assert resumed.trained_steps_now == 4
+    for k in ref:
+        assert torch.allclose(got[k].float(), ref[k].float(), atol=1e-6), k
+
+
+@pytest.mark.parametrize("opts, match", [(dict(schedule="progressive"), "schedule is one of sandwich, blockwise"),
+                                         (dict(schedule="blockwise", teacher=1.0), "between 0 and 1")])
+def test_bad_schedule_settings_are_one_line(space, tmp_path, opts, match):
+    with pytest.raises(HwnasError, match=match):
+        make(space, tmp_path, **opts)
