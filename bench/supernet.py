@@ -11,7 +11,8 @@ Stages, each cached under --out (a rerun continues where a kill left it):
      per seed of `--seeds`;
   4. `--fit` more random architectures read off the supernet, the accuracy predictor (estimator `ofa-mlp`)
      fitted on them, and its ranking of stage 2's architectures.
-Printed: Spearman and Kendall of supernet vs stand-alone (each seed and their mean), of the two stand-alone seeds
+Printed: Spearman and Kendall of supernet vs stand-alone (each seed and their mean; the supernet read as top-1,
+and for the blockwise schedule also as likelihood, exp(-mean cross-entropy)), of the two stand-alone seeds
 (the noise ceiling: no estimator can rank better than training itself repeats), and of two trivial predictors
 (parameter count, MACs) vs stand-alone; then the predictor's. --json writes everything.
 """
@@ -74,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=0.02, help="the supernet's learning rate")
     ap.add_argument("--teacher", type=float, default=0.1, help="blockwise: the teacher's share of the steps")
     ap.add_argument("--random-paths", type=int, default=2, help="random architectures a supernet step")
+    ap.add_argument("--metric", default="top1", choices=["top1", "likelihood"],
+                    help="what the accuracy predictor is fitted on (the supernet read as top-1 or likelihood)")
     ap.add_argument("--archs", type=int, default=24)
     ap.add_argument("--standalone-steps", type=int, default=300)
     ap.add_argument("--standalone-lr", type=float, default=0.05)
@@ -113,9 +116,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     sup_acc = sup.estimate_many(archs)
     print(f"supernet estimates of {len(archs)} architectures: {time.perf_counter() - t0:.1f} s", flush=True)
+    likelihood = get_estimator("ofa", space, **sup_opts, metric="likelihood") if args.schedule != "sandwich" else None
+    sup_like = CachedEstimator(likelihood, out / "supernet.jsonl").estimate_many(archs) if likelihood else None
     if args.only == "supernet":
         if args.fit:
-            get_estimator("ofa-mlp", space, fit=args.fit, **sup_opts).warm_up(log=print)
+            get_estimator("ofa-mlp", space, fit=args.fit, metric=args.metric, **sup_opts).warm_up(log=print)
         return 0
     alone = standalone(args, space, ofa, archs)
     mean_alone = np.mean([alone[s] for s in args.seeds], axis=0)
@@ -132,6 +137,11 @@ def main(argv=None) -> int:
     for s in args.seeds:
         rank[f"supernet vs stand-alone seed {s}"] = ranks(sup_acc, alone[s])
     rank["supernet vs stand-alone mean"] = ranks(sup_acc, mean_alone)
+    if sup_like is not None:
+        report["supernet_likelihood"] = sup_like
+        for s in args.seeds:
+            rank[f"supernet likelihood vs stand-alone seed {s}"] = ranks(sup_like, alone[s])
+        rank["supernet likelihood vs stand-alone mean"] = ranks(sup_like, mean_alone)
     if len(args.seeds) >= 2:
         rank[f"stand-alone seed {args.seeds[0]} vs seed {args.seeds[1]} (noise ceiling)"] = ranks(
             alone[args.seeds[0]], alone[args.seeds[1]])
@@ -139,7 +149,7 @@ def main(argv=None) -> int:
     rank["MACs vs stand-alone mean"] = ranks(report["macs_m"], mean_alone)
 
     if args.fit:
-        mlp = get_estimator("ofa-mlp", space, fit=args.fit, **sup_opts)
+        mlp = get_estimator("ofa-mlp", space, fit=args.fit, metric=args.metric, **sup_opts)
         t0 = time.perf_counter()
         mlp.warm_up(log=print)
         print(f"accuracy predictor fitted on {args.fit} supernet estimates: {time.perf_counter() - t0:.0f} s",
@@ -147,9 +157,9 @@ def main(argv=None) -> int:
         fit_set, _ = mlp.evaluations()
         report["fit_overlap"] = len(set(fit_set) & set(archs))
         pred = mlp.estimate_many(archs)
-        rank["predictor vs supernet"] = ranks(pred, sup_acc)
+        rank["predictor vs supernet"] = ranks(pred, sup_like if args.metric == "likelihood" else sup_acc)
         rank["predictor vs stand-alone mean"] = ranks(pred, mean_alone)
-        report["predictor"] = {"values": pred, **mlp.info()["predictor"]}
+        report["predictor"] = {"metric": args.metric, "values": pred, **mlp.info()["predictor"]}
 
     print(f"\n{args.space} at {args.train_size}x{args.train_size} on {args.data}: {len(archs)} random architectures")
     print(f"  supernet top-1 {min(sup_acc):.3f}..{max(sup_acc):.3f}; stand-alone ({args.standalone_steps} steps) "

@@ -56,8 +56,9 @@ def _mlp(hidden: tuple, seed: int):
 @register_estimator("ofa-mlp")
 class OfaMlpEstimator(Estimator):
     def __init__(self, space, data="digits", seed: int = 0, fit: int = 400, hidden: int = 400, layers: int = 3,
-                 fit_seed: int = 777, steps: int = 1200, batch_size: int = 64, lr: float = 0.02, bn_batches: int = 8,
-                 random_paths: int = 2, distill: bool = True, schedule: str = "sandwich", teacher: float = 0.1,
+                 fit_seed: int = 777, steps: int = 1500, batch_size: int = 64, lr: float | None = None, bn_batches: int = 8,
+                 random_paths: int = 2, distill: bool = True, schedule: str = "blockwise", teacher: float = 0.15,
+                 metric: str = "top1",
                  validate: int = 0, validate_steps: int = 300, checkpoint: str | None = None,
                  checkpoint_every: int = 25):
         super().__init__(space, data=data or "digits", seed=seed)
@@ -66,14 +67,17 @@ class OfaMlpEstimator(Estimator):
         # the supernet it reads: the `ofa` estimator with these options (the same checkpoint as `ofa` uses)
         self.supernet = OfaEstimator(space, data=data, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
                                      bn_batches=bn_batches, random_paths=random_paths, distill=distill,
-                                     schedule=schedule, teacher=teacher, validate=validate, validate_steps=validate_steps, checkpoint=checkpoint,
+                                     schedule=schedule, teacher=teacher, metric=metric, validate=validate,
+                                     validate_steps=validate_steps, checkpoint=checkpoint,
                                      checkpoint_every=checkpoint_every)
+        self.is_accuracy = self.supernet.is_accuracy
         self.fit, self.hidden, self.layers, self.fit_seed = int(fit), int(hidden), int(layers), int(fit_seed)
         self._model = None
         self._report: dict | None = None
 
     def options(self):
-        return {**self.supernet.options(), "fit": self.fit, "hidden": self.hidden, "layers": self.layers,
+        metric = {"metric": self.supernet.metric} if self.supernet.metric != "top1" else {}
+        return {**self.supernet.options(), **metric, "fit": self.fit, "hidden": self.hidden, "layers": self.layers,
                 "fit_seed": self.fit_seed}
 
     trains = True

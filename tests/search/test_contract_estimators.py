@@ -104,7 +104,12 @@ def changed(value):
         return 1 if value != 1 else 2
     if isinstance(value, float):
         return value * 2 if value else 0.5
+    if value in OTHER_CHOICE:
+        return OTHER_CHOICE[value]
     raise TypeError(value)
+
+
+OTHER_CHOICE = {"blockwise": "sandwich", "sandwich": "blockwise"}  # string options: another valid choice
 
 
 def _keyed_options():

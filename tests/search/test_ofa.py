@@ -27,7 +27,7 @@ def make(space, path, name="ofa", **kw):
 
 def test_the_sandwich_rule_learns(space, tmp_path):
     """80 steps lift the largest network well above chance (0.1) on digits, and the smallest above it."""
-    est = make(space, tmp_path, steps=80, batch_size=32, lr=0.05)
+    est = make(space, tmp_path, steps=80, batch_size=32, lr=0.05, schedule="sandwich")
     net = est.supernet()
     assert est.trained_steps_now == 80
     # the largest learns from the labels; the smallest, from the largest's output, lags (0.20 here at 80 steps)
@@ -172,7 +172,26 @@ def test_blockwise_resumes_with_its_teacher_to_the_same_supernet(space, tmp_path
 
 
 @pytest.mark.parametrize("opts, match", [(dict(schedule="progressive"), "schedule is one of sandwich, blockwise"),
-                                         (dict(schedule="blockwise", teacher=1.0), "between 0 and 1")])
+                                         (dict(schedule="blockwise", teacher=1.0), "between 0 and 1"),
+                                         (dict(metric="top5"), "metric is one of top1, likelihood")])
 def test_bad_schedule_settings_are_one_line(space, tmp_path, opts, match):
     with pytest.raises(HwnasError, match=match):
         make(space, tmp_path, **opts)
+
+
+def test_the_likelihood_metric_reads_the_same_supernet_finer(space, tmp_path):
+    """metric=likelihood reads exp(-mean cross-entropy) of the very network top-1 is read from: the same
+    checkpoint (no second training), another estimate cache key, and the search's axis says it is no top-1."""
+    import math
+    import torch.nn.functional as F
+    top1 = make(space, tmp_path)
+    top1.supernet()
+    like = make(space, tmp_path, metric="likelihood")
+    assert like.checkpoint_path == top1.checkpoint_path and like.steps_to_train() == 0
+    assert like.config_key() != top1.config_key() and not like.is_accuracy and top1.is_accuracy
+    a = space.sample(np.random.default_rng(4))
+    x, y = like.split.val.tensors
+    with torch.no_grad():
+        want = math.exp(-float(F.cross_entropy(like.trained_model(a)(x), y)))
+    assert like.estimate(a) == pytest.approx(want, rel=1e-5) and 0 < want < 1
+    assert not make(space, tmp_path, name="ofa-mlp", metric="likelihood", fit=4).is_accuracy
