@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=0.02, help="the supernet's learning rate")
     ap.add_argument("--teacher", type=float, default=0.1, help="blockwise: the teacher's share of the steps")
     ap.add_argument("--random-paths", type=int, default=2, help="random architectures a supernet step")
+    ap.add_argument("--normalise", action="store_true",
+                    help="blockwise: each block's error divided by the variance of the teacher's features there")
     ap.add_argument("--metric", default="top1", choices=["top1", "likelihood"],
                     help="what the accuracy predictor is fitted on (the supernet read as top-1 or likelihood)")
     ap.add_argument("--archs", type=int, default=24)
@@ -101,6 +103,8 @@ def main(argv=None) -> int:
                     schedule=args.schedule, random_paths=args.random_paths, checkpoint=str(out / "ofa.safetensors"))
     if args.schedule != "sandwich":
         sup_opts["teacher"] = args.teacher
+    if args.normalise:
+        sup_opts["normalise"] = True
     ofa = get_estimator("ofa", space, **sup_opts)
     from hwnas.search.estimators.ofa_mlp import fit_archs
     archs = fit_archs(space, args.archs, seed=12345)

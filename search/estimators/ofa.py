@@ -51,6 +51,18 @@ METRICS = ("top1", "likelihood")
 BLOCKWISE_SHARE = 0.5  # of the steps after the teacher's, block-wise; the rest end-to-end
 
 
+def flag(name: str, value) -> bool:
+    """A yes/no option, given as a bool or as `-E name=true|false|1|0` (text or a number)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise HwnasError(f"ofa's {name} is true or false, got {value!r}")
+
+
 def recalibrate_bn(model: nn.Module, batches, count: int) -> None:
     """BatchNorm running statistics of `model` replaced by their average over `count` batches (train-mode
     forward passes without gradients); the model is left in eval mode."""
@@ -85,8 +97,8 @@ class Blockwise:
 
     stages = ("teacher", "block-wise", "end-to-end")
 
-    def __init__(self, net, teacher_steps: int, steps: int, random_paths: int):
-        self.net, self.space = net, net.space
+    def __init__(self, net, teacher_steps: int, steps: int, random_paths: int, normalise: bool = False):
+        self.net, self.space, self.normalise = net, net.space, bool(normalise)
         self.big = net.largest()
         self.teacher_steps, self.steps = int(teacher_steps), int(steps)
         self.random_paths = max(1, int(random_paths))
@@ -136,13 +148,17 @@ class Blockwise:
 
     def blockwise_loss(self, arch, feats):
         """Sum over blocks of the squared error between the block of `arch` fed the teacher's input features
-        and the teacher's output features (both their first channels, as a narrower width is)."""
+        and the teacher's output features (both their first channels, as a narrower width is); with
+        `normalise`, each block's error is divided by the variance of the teacher's features there (DNA's
+        normalisation: later blocks, sums of residuals, do not outweigh the first)."""
         loss = 0.0
         settings = self.net.settings(arch)
         cin = feats[0].shape[1]
         for b, setting in enumerate(settings):
             out = self.net.run_block(b, feats[b][:, :cin], setting)
-            loss = loss + F.mse_loss(out, feats[b + 1][:, :out.shape[1]])
+            want = feats[b + 1][:, :out.shape[1]]
+            err = F.mse_loss(out, want)
+            loss = loss + (err / want.var().clamp_min(1e-6) if self.normalise else err)
             cin = out.shape[1]
         return loss
 
@@ -153,7 +169,7 @@ class OfaEstimator(SupernetEstimator):
 
     def __init__(self, space, data="digits", seed: int = 0, steps: int = 1500, batch_size: int = 64,
                  lr: float | None = None, bn_batches: int = 8, random_paths: int = 2, distill: bool = True,
-                 schedule: str = "blockwise", teacher: float = 0.15, metric: str = "top1",
+                 schedule: str = "blockwise", teacher: float = 0.15, metric: str = "top1", normalise: bool = False,
                  validate: int = 0, validate_steps: int = 300, checkpoint: str | None = None,
                  checkpoint_every: int = 25):
         if not hasattr(space, "config") or not hasattr(space.config, "blocks"):
@@ -171,13 +187,16 @@ class OfaEstimator(SupernetEstimator):
                          checkpoint=checkpoint, checkpoint_every=checkpoint_every)
         if not 0 < teacher < 1:
             raise HwnasError(f"ofa's teacher share of the steps is between 0 and 1, got {teacher}")
-        self.random_paths, self.distill = int(random_paths), bool(distill)
+        self.random_paths, self.distill = int(random_paths), flag("distill", distill)
         self.schedule, self.teacher, self.metric = schedule, float(teacher), metric
+        self.normalise = flag("normalise", normalise)
         self.is_accuracy = metric == "top1"  # the likelihood is not a top-1: plots and summaries say "score"
         self.teacher_steps = max(1, round(self.teacher * self.steps)) if schedule == "blockwise" else 0
 
     def options(self):
         extra = {"schedule": self.schedule, "teacher": self.teacher} if self.schedule != "sandwich" else {}
+        if self.normalise and self.schedule == "blockwise":
+            extra["normalise"] = True
         return {**super().options(), "random_paths": self.random_paths, "distill": self.distill, **extra}
 
     @property
@@ -236,7 +255,8 @@ class OfaEstimator(SupernetEstimator):
         net.to(dev)
         if state is not None:  # the optimizer's state follows its parameters
             opt.load_state_dict(state["opt"])
-        plan = Blockwise(net, self.teacher_steps, self.steps, self.random_paths) if self.schedule == "blockwise" else None
+        plan = (Blockwise(net, self.teacher_steps, self.steps, self.random_paths, self.normalise)
+                if self.schedule == "blockwise" else None)
         if plan is not None and teacher is not None:
             plan.freeze_teacher(teacher)
         gen = torch.Generator().manual_seed(self.seed * 7919 + step)

@@ -173,7 +173,8 @@ def test_blockwise_resumes_with_its_teacher_to_the_same_supernet(space, tmp_path
 
 @pytest.mark.parametrize("opts, match", [(dict(schedule="progressive"), "schedule is one of sandwich, blockwise"),
                                          (dict(schedule="blockwise", teacher=1.0), "between 0 and 1"),
-                                         (dict(metric="top5"), "metric is one of top1, likelihood")])
+                                         (dict(metric="top5"), "metric is one of top1, likelihood"),
+                                         (dict(normalise="maybe"), "normalise is true or false")])
 def test_bad_schedule_settings_are_one_line(space, tmp_path, opts, match):
     with pytest.raises(HwnasError, match=match):
         make(space, tmp_path, **opts)
@@ -195,3 +196,29 @@ def test_the_likelihood_metric_reads_the_same_supernet_finer(space, tmp_path):
         want = math.exp(-float(F.cross_entropy(like.trained_model(a)(x), y)))
     assert like.estimate(a) == pytest.approx(want, rel=1e-5) and 0 < want < 1
     assert not make(space, tmp_path, name="ofa-mlp", metric="likelihood", fit=4).is_accuracy
+
+
+def test_yes_no_options_given_as_text_mean_what_they_say(space, tmp_path):
+    """`-E distill=false` arrives as the text 'false', which must not read as true."""
+    assert make(space, tmp_path, distill="false").distill is False
+    assert make(space, tmp_path, normalise="true", distill=0).normalise is True
+
+
+def test_normalised_blockwise_loss_weighs_each_block_by_its_features_variance(space):
+    from hwnas.search.elastic import ElasticMnasNet
+    from hwnas.search.estimators.ofa import Blockwise
+    torch.manual_seed(0)
+    net = ElasticMnasNet(space, 10).eval()
+    plain, scaled = Blockwise(net, 1, 4, 1), Blockwise(net, 1, 4, 1, normalise=True)
+    plain.freeze_teacher()
+    scaled.teacher = plain.teacher
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        feats = plain.teacher.features(x, net.largest())
+        assert float(scaled.blockwise_loss(net.largest(), feats)) == 0.0
+        small = net.smallest()
+        # the teacher's features times 10 everywhere: the plain loss grows, the normalised one barely moves
+        big = [f * 10 for f in feats]
+        assert float(plain.blockwise_loss(small, big)) > 5 * float(plain.blockwise_loss(small, feats))
+        a, b = float(scaled.blockwise_loss(small, feats)), float(scaled.blockwise_loss(small, big))
+        assert a > 0 and b < 5 * a
