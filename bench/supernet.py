@@ -70,10 +70,10 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="mnasnet")
     ap.add_argument("--train-size", type=int, default=32)
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--steps", type=int, default=1200, help="supernet training steps")
-    ap.add_argument("--schedule", default="sandwich", help="the supernet's schedule (ofa's: sandwich, blockwise)")
-    ap.add_argument("--lr", type=float, default=0.02, help="the supernet's learning rate")
-    ap.add_argument("--teacher", type=float, default=0.1, help="blockwise: the teacher's share of the steps")
+    ap.add_argument("--steps", type=int, default=1500, help="supernet training steps")
+    ap.add_argument("--schedule", default="blockwise", help="the supernet's schedule (ofa's: sandwich, blockwise)")
+    ap.add_argument("--lr", type=float, default=None, help="the supernet's learning rate (default: the schedule's)")
+    ap.add_argument("--teacher", type=float, default=0.15, help="blockwise: the teacher's share of the steps")
     ap.add_argument("--random-paths", type=int, default=2, help="random architectures a supernet step")
     ap.add_argument("--normalise", action="store_true",
                     help="blockwise: each block's error divided by the variance of the teacher's features there")
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     sizes = [size_of(space, a, args.train_size) for a in archs]
 
     report = {"space": args.space, "train_size": args.train_size, "data": args.data, "steps": args.steps,
-              "schedule": args.schedule, "lr": args.lr, "random_paths": args.random_paths,
+              "schedule": args.schedule, "lr": ofa.lr, "random_paths": args.random_paths,
               "teacher": args.teacher if args.schedule != "sandwich" else None,
               "supernet_minutes_now": round(train_s / 60, 1), "standalone_steps": args.standalone_steps,
               "standalone_lr": args.standalone_lr, "seeds": args.seeds, "archs": [list(a) for a in archs],

@@ -103,7 +103,12 @@ class Estimator(ABC):
                 **self.options()}
 
     def config_key(self) -> str:
-        return hashlib.sha1(json.dumps(self.config(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return key_of(self.config())
+
+
+def key_of(config: dict) -> str:
+    """A short stable hash of a config (what cache keys and checkpoint names are made of)."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _estimate_task(estimator: Estimator, threads: int, arch) -> float:

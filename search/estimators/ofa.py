@@ -10,9 +10,10 @@ blockwise (see `Blockwise`): the largest alone for a `teacher` share of the step
   then random architectures learn, block by block, to give the teacher's features (block-wise distillation,
   DNA / DONNA); then whole, on the labels plus the teacher's output.
 Either way the gradients of a step's paths are summed, clipped to norm 5, one SGD step (cosine learning rate
-from `lr`, no weight decay on BN and biases). The default learning rate is 0.02: at 0.1 (the SPOS supernet's) the
-mnasnet space's largest network alone diverged at 32x32; at 0.02 its loss fell from 2.3 to 0.27 in 60 steps
-(0.05 with the clipping also trains it: loss 1.0 after 40 steps).
+from `lr`, no weight decay on BN and biases). The default learning rate is the schedule's (LR): 0.02 for sandwich
+(at 0.1, the SPOS supernet's, the mnasnet space's largest network alone diverged at 32x32; at 0.02 its loss fell
+from 2.3 to 0.27 in 60 steps), 0.05 for blockwise (with the clipping it trains the largest: loss 1.0 after 40
+steps; on mnasnet-tiny 0.02 left the teacher and the random architectures far weaker).
 
 Reading an architecture: its slice is copied out into the network `space.build(arch)` makes (the very network
 a table times and a search exports), its BatchNorm statistics recalibrated on `bn_batches` training batches, and
@@ -37,7 +38,7 @@ from torch import nn
 from hwnas import cache
 from hwnas.errors import HwnasError
 from hwnas.progress import progress
-from hwnas.search.estimators.base import register_estimator
+from hwnas.search.estimators.base import key_of, register_estimator
 from hwnas.search.estimators.supernet import SupernetEstimator, _cache_root
 from hwnas.tensorfile import load_tree
 
@@ -86,7 +87,7 @@ class Blockwise:
       2. block-wise distillation (DNA, Li et al. 2020; DONNA, Moons et al. 2021): each step, `random_paths`
          random architectures; each of their blocks gets the teacher's features at the block's input (its
          first channels) and learns to give the teacher's features at its output (mean squared error);
-      3. end-to-end: the same random architectures whole, on the labels plus the teacher's output (KD).
+      3. end-to-end: `random_paths` random architectures whole, on the labels plus the teacher's output (KD).
     Why: in the sandwich rule a block's next block sees the output of whichever op the path chose there;
     ops with weights of their own (a regular conv, expansion 1 against 3/6) give unrelated features, and a
     shared next block cannot serve them all. Measured on mnasnet-tiny at 32x32 (3 random paths a step, 100
@@ -209,10 +210,7 @@ class OfaEstimator(SupernetEstimator):
 
     def weights_key(self) -> str:
         """What the supernet's weights depend on: the config without the metric it is read with."""
-        import hashlib
-        import json
-        config = {k: v for k, v in self.config().items() if k != "metric"}
-        return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return key_of(super().config())
 
     def _saved_state(self):
         path = self.checkpoint_path
@@ -268,8 +266,7 @@ class OfaEstimator(SupernetEstimator):
                 lr = self._lr(step)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                xb, yb, _ = next(batches)
-                xb, yb = xb.to(dev), yb.to(dev)
+                xb, yb = (t.to(dev) for t in next(batches))
                 opt.zero_grad(set_to_none=True)
                 if plan is None:
                     loss_big, loss_small = self._sandwich_step(net, xb, yb, rng)

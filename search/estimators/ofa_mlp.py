@@ -56,19 +56,18 @@ def _mlp(hidden: tuple, seed: int):
 @register_estimator("ofa-mlp")
 class OfaMlpEstimator(Estimator):
     def __init__(self, space, data="digits", seed: int = 0, fit: int = 400, hidden: int = 400, layers: int = 3,
-                 fit_seed: int = 777, steps: int = 1500, batch_size: int = 64, lr: float | None = None, bn_batches: int = 8,
-                 random_paths: int = 2, distill: bool = True, schedule: str = "blockwise", teacher: float = 0.15,
-                 metric: str = "top1",
-                 validate: int = 0, validate_steps: int = 300, checkpoint: str | None = None,
-                 checkpoint_every: int = 25):
+                 fit_seed: int = 777, steps: int = 1500, batch_size: int = 64, lr: float | None = None,
+                 bn_batches: int = 8, random_paths: int = 2, distill: bool = True, schedule: str = "blockwise",
+                 teacher: float = 0.15, metric: str = "top1", normalise: bool = False, validate: int = 0,
+                 validate_steps: int = 300, checkpoint: str | None = None, checkpoint_every: int = 25):
         super().__init__(space, data=data or "digits", seed=seed)
         if fit < 1 or hidden < 1 or layers < 1:
             raise HwnasError(f"ofa-mlp needs fit >= 1, hidden >= 1, layers >= 1 (got {fit}, {hidden}, {layers})")
         # the supernet it reads: the `ofa` estimator with these options (the same checkpoint as `ofa` uses)
         self.supernet = OfaEstimator(space, data=data, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
                                      bn_batches=bn_batches, random_paths=random_paths, distill=distill,
-                                     schedule=schedule, teacher=teacher, metric=metric, validate=validate,
-                                     validate_steps=validate_steps, checkpoint=checkpoint,
+                                     schedule=schedule, teacher=teacher, metric=metric, normalise=normalise,
+                                     validate=validate, validate_steps=validate_steps, checkpoint=checkpoint,
                                      checkpoint_every=checkpoint_every)
         self.is_accuracy = self.supernet.is_accuracy
         self.fit, self.hidden, self.layers, self.fit_seed = int(fit), int(hidden), int(layers), int(fit_seed)

@@ -109,14 +109,13 @@ class SupernetEstimator(Estimator):
 
     # -- training once ------------------------------------------------------------------------------
     def _batches(self, rng: torch.Generator):
-        """Endless (images, labels, their indices in the training split) batches, reshuffled each epoch."""
         x, y = self.split.train.tensors
         n = len(y)
         while True:
             perm = torch.randperm(n, generator=rng)
             for i in range(0, n - self.batch_size + 1, self.batch_size):
                 idx = perm[i:i + self.batch_size]
-                yield x[idx], y[idx], idx
+                yield x[idx], y[idx]
 
     def supernet(self) -> SuperNet:
         if self._net is not None:
@@ -171,7 +170,7 @@ class SupernetEstimator(Estimator):
                     add_group([p for m in new for p in m.parameters()])
                 for g in opt.param_groups:
                     g["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-                xb, yb = (t.to(dev) for t in next(batches)[:2])
+                xb, yb = (t.to(dev) for t in next(batches))
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(xb), yb)
                 loss.backward()
