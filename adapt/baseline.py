@@ -2,7 +2,8 @@
 from the same starting weights (weakest-L2 filters removed), fine-tuned for the same number of steps.
 
 `match_latency` finds the widest multiplier whose *measured* latency meets a target (bisection on the
-device); `evaluate_width` trains and measures one multiplier; `latency_at_accuracy` interpolates a curve.
+device: `widest_within`, which bench/versus.py also uses for zoo networks); `evaluate_width` trains and
+measures one multiplier; `latency_at_accuracy` interpolates a curve.
 """
 from __future__ import annotations
 
@@ -22,15 +23,22 @@ def measure_width(device, start, shape, mult: float, unit: int, runs: int, lat_s
 
 def match_latency(device, start, shape, target_ms: float, unit: int = 8, runs: int = 10,
                   iterations: int = 7, lat_shape=None) -> tuple[float, float]:
-    """(multiplier, measured ms): the widest uniform multiplier measuring ≤ target_ms (at `lat_shape`)."""
-    lo, hi = 1e-9, 1.0
-    ms_hi, _ = measure_width(device, start, shape, hi, unit, runs, lat_shape)
+    """(multiplier, measured ms): the widest uniform multiplier of `start` measuring ≤ target_ms (at `lat_shape`)."""
+    return widest_within(lambda mult: measure_width(device, start, shape, mult, unit, runs, lat_shape)[0],
+                         target_ms, 1e-9, 1.0, iterations)
+
+
+def widest_within(latency_of, target_ms: float, lo: float, hi: float, iterations: int = 7) -> tuple[float, float]:
+    """(multiplier, ms): bisection for the widest multiplier in [lo, hi] whose measured latency
+    (`latency_of(mult)`, one measurement each) is ≤ target_ms; `hi` itself when it already is, `lo` when
+    nothing is."""
+    ms_hi = latency_of(hi)
     if ms_hi <= target_ms:
-        return 1.0, ms_hi
-    best = (lo, measure_width(device, start, shape, lo, unit, runs, lat_shape)[0])
+        return hi, ms_hi
+    best = (lo, latency_of(lo))
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        ms, _ = measure_width(device, start, shape, mid, unit, runs, lat_shape)
+        ms = latency_of(mid)
         if ms <= target_ms:
             lo, best = mid, (mid, ms)
         else:

@@ -100,12 +100,17 @@ def main(argv=None):
                                                  "feasible_fraction": feasible,
                                                  "unique": res.summary["unique_architectures"],
                                                  "seconds": time.monotonic() - t0})
-            stages = res.summary["strategy_info"].get("stages")
+            info = res.summary["strategy_info"]
+            stages = info.get("stages")
+            if "architectures_per_s" in info:
+                results[name][-1].update({k: info[k] for k in ("evaluated", "architectures_per_s")})
             rho = [s["spearman"] for s in stages or [] if s.get("spearman") is not None]
             print(f"  {name:9s} seed {seed}: best reward {best:.4f}, hypervolume {hv:.4f}, "
                   f"{feasible:.0%} under target, {res.summary['unique_architectures']} distinct, "
                   f"{time.monotonic() - t0:.1f} s"
-                  + (f", predictor Spearman per stage {[round(r, 2) for r in rho]}" if stages else ""), flush=True)
+                  + (f", predictor Spearman per stage {[round(r, 2) for r in rho]}" if stages else "")
+                  + (f", its evolution {info['evaluated']} architectures at {info['architectures_per_s']}/s"
+                     if "architectures_per_s" in info else ""), flush=True)
     print()
     print(f"{'strategy':10s} {'best reward (mean +- std, min..max)':40s} {'hypervolume (mean +- std, min..max)':40s}")
     for name, rows in results.items():

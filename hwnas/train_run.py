@@ -48,6 +48,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     train_device: str = "auto"
     devices_file: str | None = None
+    measure: bool = True             # False: train and score only (no export, no timing), e.g. trainings run in
+                                     # parallel, whose timings would be loaded (bench/versus.py times them apart)
 
     def __post_init__(self):
         given = [name for name in ("run", "space", "model") if getattr(self, name)]
@@ -180,13 +182,15 @@ def train_network(c: TrainConfig, log: Callable[[str], None] = print, show_progr
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
         shape = (1, 3, what["input_size"], what["input_size"])
-        files = device.export_final(model, shape, out, "model")
-        log(f"top-1 {top1:.4f} on the validation split ({len(split.val)} images); measuring on {device.name} "
-            f"at {what['input_size']}x{what['input_size']}")
-        lat = measure_latency(device, {0: device.prepare(model, shape)}, NETWORK)[0]
         summary = {"network": what["what"], **record, "top1": top1, "val_images": len(split.val),
-                   "latency_ms": lat.ms, "latency_statistic": lat.statistic, "latency_spread_pct": lat.spread_pct,
-                   "latency_rounds": lat.rounds, "params": count_params(model), "macs": count_macs(model, shape),
-                   "train_seconds_now": round(train_s, 1), "files": {**files, "weights": str(out / "model.safetensors")}}
+                   "params": count_params(model), "macs": count_macs(model, shape),
+                   "train_seconds_now": round(train_s, 1), "files": {"weights": str(out / "model.safetensors")}}
+        if c.measure:
+            summary["files"].update(device.export_final(model, shape, out, "model"))
+            log(f"top-1 {top1:.4f} on the validation split ({len(split.val)} images); measuring on {device.name} "
+                f"at {what['input_size']}x{what['input_size']}")
+            lat = measure_latency(device, {0: device.prepare(model, shape)}, NETWORK)[0]
+            summary.update({"latency_ms": lat.ms, "latency_statistic": lat.statistic,
+                            "latency_spread_pct": lat.spread_pct, "latency_rounds": lat.rounds})
         atomic_write_json(out / SUMMARY, summary)
         return summary

@@ -61,6 +61,12 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, m
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
 
 
+def test_measure_false_trains_and_scores_without_export_or_timing(tmp_path):
+    s = train_network(config(tmp_path / "run", measure=False), log=lambda m: None, show_progress=False)
+    assert 0.0 <= s["top1"] <= 1.0 and "latency_ms" not in s and set(s["files"]) == {"weights"}
+    assert sorted(p.name for p in (tmp_path / "run").glob("model.*")) == ["model.safetensors"]
+
+
 @pytest.mark.parametrize("args,match", [
     (["--model", "mobilenet_v2", "--space", "mnasnet"], "one network"),
     (["--space", "mnasnet"], "--arch"),
