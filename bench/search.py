@@ -6,11 +6,13 @@ space with latency from the device's table.
         --samples 200 --seeds 0 1 2 --estimator naswot
     .venv/bin/python bench/search.py --space pnas --device cpu --target 0.5ms \
         --strategies progressive evolution random --samples 60 --seeds 0 1 2 --estimator naswot
-    .venv/bin/python bench/search.py --space mnasnet --device cpu --target 8ms --samples 1000 \
+    .venv/bin/python bench/search.py --space mnasnet --device cpu --target 3ms --samples 1000 \
         --seeds 0 1 2 3 4 --estimator ofa-mlp --train-size 32     # + predictor-evolution; latency at 224
 
 Prints, per strategy, the best reward and the hypervolume of the (accuracy, predicted latency) Pareto front
 (reference point: 2 x target, accuracy 0) as mean +- std over the seeds, and the spread (min..max).
+predictor-evolution (OFA's evolution on the ofa-mlp predictor) is sized to the same number of scored
+architectures (population samples/10, generations to match), not its default 23,000.
 Accuracy values are cached per architecture in one file shared by all runs (the estimator does not depend
 on the strategy), so a second invocation with the same settings re-uses them.
 """
@@ -35,6 +37,16 @@ from hwnas.search.run import SearchRun
 from hwnas.search.spaces import get_space
 from hwnas.search.strategies import get_strategy
 from hwnas.units import parse_latency_ms
+
+
+def equal(strategy: str, samples: int) -> dict:
+    """predictor-evolution scores population + generations x (population - parents) architectures by its
+    predictor (23,000 by default): sized here to the `samples` the other strategies evaluate."""
+    if strategy != "predictor-evolution":
+        return {}
+    population = max(4, samples // 10)
+    children = population - max(2, round(0.25 * population))
+    return {"population": population, "generations": max(0, round((samples - population) / children))}
 
 
 def main(argv=None):
@@ -87,8 +99,8 @@ def main(argv=None):
         for seed in args.seeds:
             out = work / f"{name}-s{seed}"
             t0 = time.monotonic()  # wall time of the whole search, not a latency measurement
-            run = SearchRun(out, space, predictor, get_strategy(name, space, seed=seed), est, reward,
-                            samples=args.samples, device=None, top_k=1,
+            strategy = get_strategy(name, space, seed=seed, **equal(name, args.samples))
+            run = SearchRun(out, space, predictor, strategy, est, reward, samples=args.samples, device=None, top_k=1,
                             config={"space": args.space, "strategy": name, "seed": seed}, resume=True)
             res = run.run()
             lat = [r["latency_ms"] for r in res.samples]
