@@ -31,9 +31,11 @@ import torch
 
 from hwnas.adapt.baseline import widest_within
 from hwnas.data import load_dataset
+from hwnas.errors import HwnasError
 from hwnas.latency.devices import get_device
 from hwnas.latency.protocol import NETWORK, measure_latency
 from hwnas.models import registry
+from hwnas.models.stats import count_macs, count_params
 from hwnas.train_run import TrainConfig, resolve, train_network
 
 
@@ -42,7 +44,13 @@ def _train(job: dict) -> dict:
     out = Path(job["out"])
     if (out / "summary.json").exists():
         return json.loads((out / "summary.json").read_text())
-    return train_network(TrainConfig(**job, resume=True, measure=False), log=lambda *_: None, show_progress=False)
+    try:
+        return train_network(TrainConfig(**job, resume=True, measure=False), log=lambda *_: None,
+                             show_progress=False)
+    except HwnasError as e:
+        if "diverged" not in str(e):
+            raise
+        return {"top1": None, "diverged": str(e)}  # a result of the comparison, not a reason to stop it
 
 
 def main(argv=None):
@@ -111,25 +119,32 @@ def main(argv=None):
         done = dict(zip(jobs, pool.map(_train, jobs.values())))
 
     rows = {}
-    for k in models:
-        top1 = [done[(k, s)]["top1"] for s in args.seeds]
+    for k, m in models.items():
+        top1 = [done[(k, s)]["top1"] for s in args.seeds]  # None: diverged
         rows[k] = {"ms": side[k].ms, "spread_pct": side[k].spread_pct, "top1": top1,
-                   "params": done[(k, args.seeds[0])]["params"], "macs": done[(k, args.seeds[0])]["macs"]}
+                   "params": count_params(m), "macs": count_macs(m, shape)}
     sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
     print(f"\n{'network':24s} {'ms':>8s} {'ratio':>6s} {'top-1 mean +- std (min..max)':32s} {'params':>9s} "
           f"{'MACs':>11s}")
     for k, r in rows.items():
-        t = r["top1"]
-        print(f"{k:24s} {r['ms']:8.3f} {r['ms'] / rows['found']['ms']:6.2f} "
-              f"{statistics.mean(t):.4f} +- {sd(t):.4f} ({min(t):.4f}..{max(t):.4f}) {r['params']:9d} {r['macs']:11d}")
+        t = [v for v in r["top1"] if v is not None]
+        fell = len(r["top1"]) - len(t)
+        top = f"{statistics.mean(t):.4f} +- {sd(t):.4f} ({min(t):.4f}..{max(t):.4f})" if t else "-"
+        print(f"{k:24s} {r['ms']:8.3f} {r['ms'] / rows['found']['ms']:6.2f} {top} {r['params']:9d} {r['macs']:11d}"
+              + (f"  ({fell} of {len(r['top1'])} seeds diverged, left out)" if fell else ""))
     f = rows["found"]["top1"]
     for k, r in rows.items():
         if k == "found":
             continue
-        diff = [a - b for a, b in zip(f, r["top1"])]
-        apart = min(f) > max(r["top1"]) or max(f) < min(r["top1"])
-        print(f"found - {k}: {100 * statistics.mean(diff):+.2f} +- {100 * sd(diff):.2f} points of top-1 (per seed "
-              f"{[round(100 * d, 2) for d in diff]}); {'outside' if apart else 'within'} the seeds' spread")
+        pairs = [(a, b) for a, b in zip(f, r["top1"]) if a is not None and b is not None]
+        if not pairs:
+            continue
+        diff = [a - b for a, b in pairs]
+        fa, fb = [a for a, _ in pairs], [b for _, b in pairs]
+        apart = min(fa) > max(fb) or max(fa) < min(fb)
+        print(f"found - {k}: {100 * statistics.mean(diff):+.2f} +- {100 * sd(diff):.2f} points of top-1 over the "
+              f"{len(pairs)} seeds both trained (per seed {[round(100 * d, 2) for d in diff]}); "
+              f"{'outside' if apart else 'within'} the seeds' spread")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "widths": widths, "rows": rows}, indent=2))
     return 0
