@@ -1,6 +1,7 @@
 """bench/versus.py end to end on mnasnet-tiny: a baseline's width bisected to the found network's measured
 latency, all trained with the same settings; a training that diverges is reported, not a crash."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def versus(tmp_path, *args):
                         "--arch", json.dumps(ARCH), "--baselines", "mobilenet_v2", "--seeds", "0", "1",
                         "--out", str(out), "--json", str(tmp_path / "r.json"), *args],
                        capture_output=True, text=True, timeout=900,
-                       env={**__import__("os").environ, "HWNAS_HOME": str(tmp_path / "home")})
+                       env={**os.environ, "HWNAS_HOME": str(tmp_path / "home")})
     assert r.returncode == 0, r.stderr
     return r.stdout, json.loads((tmp_path / "r.json").read_text())
 
