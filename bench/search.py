@@ -6,7 +6,7 @@ space with latency from the device's table.
         --samples 200 --seeds 0 1 2 --estimator naswot
     .venv/bin/python bench/search.py --space pnas --device cpu --target 0.5ms \
         --strategies progressive evolution random --samples 60 --seeds 0 1 2 --estimator naswot
-    .venv/bin/python bench/search.py --space mnasnet --device cpu --target 3ms --samples 1000 \
+    .venv/bin/python bench/search.py --space mnasnet --device cpu --target 3ms --hard --samples 1000 \
         --seeds 0 1 2 3 4 --estimator ofa-mlp --train-size 32     # + predictor-evolution; latency at 224
 
 Prints, per strategy, the best reward and the hypervolume of the (accuracy, predicted latency) Pareto front
