@@ -31,7 +31,7 @@ import torch
 
 from hwnas.adapt.baseline import widest_within
 from hwnas.data import load_dataset
-from hwnas.errors import HwnasError
+from hwnas.errors import TrainingDiverged
 from hwnas.latency.devices import get_device
 from hwnas.latency.protocol import NETWORK, measure_latency
 from hwnas.models import registry
@@ -47,9 +47,7 @@ def _train(job: dict) -> dict:
     try:
         return train_network(TrainConfig(**job, resume=True, measure=False), log=lambda *_: None,
                              show_progress=False)
-    except HwnasError as e:
-        if "diverged" not in str(e):
-            raise
+    except TrainingDiverged as e:
         return {"top1": None, "diverged": str(e)}  # a result of the comparison, not a reason to stop it
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, TrainingDiverged
 from hwnas.progress import progress as _progress
 
 
@@ -195,7 +195,7 @@ def train(model: nn.Module, loader, *, steps: int | None = None, epochs: int | N
     if teacher is not None:
         teacher.to(teacher_home)
     if not math.isfinite(loss_value):
-        raise HwnasError(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
+        raise TrainingDiverged(f"training diverged (loss {loss_value}); lower the learning rate (now {lr})")
     return TrainResult(steps=step - start_step, final_loss=loss_value, seconds=time.perf_counter() - start)
 
 
