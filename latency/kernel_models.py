@@ -162,8 +162,9 @@ def _draw(kind: str, rng) -> dict:
     raise ValueError(f"unknown target kind {kind!r}")
 
 
-def near(spec: dict, rng) -> dict:
-    """A configuration close to `spec` (sizes and channels moved by up to ~40%), for adaptive sampling."""
+def near(spec: dict, rng, sampler=None) -> dict:
+    """A configuration close to `spec` (sizes and channels moved by up to ~40%), for adaptive sampling; after 100
+    draws out of the limits, a new one from `sampler(kind, rng)` (default sample_spec)."""
     for _ in range(100):
         s = dict(spec)
         for f in ("hw", "cin", "cout", "c"):
@@ -176,13 +177,13 @@ def near(spec: dict, rng) -> dict:
             s["cout"] = s["g"] = s["cin"]
         if s["kind"] == "gconv":
             s["cin"], s["cout"] = (max(s["g"], s["g"] * round(s[f] / s["g"])) for f in ("cin", "cout"))
-        if s["kind"] == "shuffle":
+        if s["kind"] in ("shuffle", "transpose", "reshape"):  # channels in groups
             s["c"] = max(s["g"], s["g"] * round(s["c"] / s["g"]))
         if s["kind"] in ("split", "slice"):
             s["c"] = 2 * max(4, s["c"] // 2)
         if _fits(s) and s != spec:
             return s
-    return sample_spec(spec["kind"], rng)
+    return (sampler or sample_spec)(spec["kind"], rng)
 
 
 def est_ms(spec: dict) -> float:

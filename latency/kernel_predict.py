@@ -57,7 +57,9 @@ def features(kind: str, op: str, config: dict) -> dict[str, float]:
             f[k] = float(v)
     h, w = (list(config.get("hw") or (1, 1)) + [1])[:2]
     c = config.get("cin", config.get("c", 1))
-    f["log_in"] = math.log(max(1, h * w * c))
+    f["log_in"] = math.log(max(1, config.get("elements", h * w * c)))  # data-movement kinds: their elements
+    if "out_elements" in config:
+        f["log_out"] = math.log(max(1, config["out_elements"]))
     if kind in CONV_KINDS:
         (kh, kw), (sh, sw) = config["k"], config["s"]
         cin, cout = config["cin"], config["cout"]

@@ -5,6 +5,9 @@
     dec.unsupported                                                  # nodes no kernel type covers, by name
     dec.rules                                                        # what this runtime fused, as observed
 
+On LiteRT devices the kernels are the operators of the .tflite file, which the converter has already fused and
+XNNPACK runs one by one (hwnas.latency.tflite_graph; LiteRT shows no optimised graph and no per-node times).
+
 Which ops fuse is not assumed: the device's runtime optimises the graph itself (onnxruntime at its
 graph_optimization level: batch norms folded into convs, activations and residual adds fused into them, convs in
 the blocked NCHWc layout with reorders around them on a CPU at level "all"), and the decomposition reads that
@@ -113,6 +116,9 @@ def _conv(node) -> tuple[str, tuple]:
 
 def classify(node) -> tuple[str, tuple] | None:
     """(kind, config) of one RuntimeNode, or None when no kernel kind covers it."""
+    if node.op.startswith("tflite:"):  # an operator of a .tflite file, NHWC (LiteRT devices)
+        from hwnas.latency.tflite_graph import classify as classify_tflite
+        return classify_tflite(node)
     op = node.op.split(":")[-1]
     ins, outs = node.inputs, node.outputs
     if not ins or not outs:
@@ -187,10 +193,27 @@ def _original_ops(artifact) -> Counter:
 
 
 def require_kernels(device, what: str = "kernel decomposition") -> None:
-    """One clear line where `device`'s runtime does not show the kernels it runs (only onnxruntime's does here)."""
-    if device.artifact_format != "onnx":
-        raise HwnasError(f"device {device.name!r} runs {device.artifact_format} models: {what} reads onnxruntime's "
-                         f"optimised graph (use an onnxruntime device such as cpu)")
+    """One clear line where `device`'s runtime does not show the kernels it runs: onnxruntime's (its optimised
+    graph) and LiteRT's on this machine (the .tflite operators XNNPACK runs) do."""
+    if device.artifact_format not in ("onnx", "tflite") or device.backend.name not in ("onnxruntime", "litert"):
+        raise HwnasError(f"device {device.name!r} ({device.backend.name}) does not show the kernels it runs: {what} "
+                         f"reads onnxruntime's optimised graph or a .tflite file run by LiteRT (use cpu or litert-cpu)")
+
+
+def runtime_kernels(device, artifact, runs: int = 3) -> tuple[list, list[Kernel], list[tuple[str, str]], list[str]]:
+    """(nodes, kernels, unsupported, rules) of `artifact` on `device`: onnxruntime's optimised graph with each node's
+    profiled time; or, on LiteRT, the .tflite operators (the pads XNNPACK folds into convs left out) without times."""
+    if artifact.format == "tflite":
+        from hwnas.latency.tflite_graph import fold_pads, fusion_rules as tflite_rules
+        nodes = device.backend.runtime_nodes(artifact, runs=runs)
+        folded = 0
+        if getattr(device.backend.options, "xnnpack", True):
+            nodes, folded = fold_pads(nodes)
+        kernels, unsupported = kernels_of(nodes)
+        return nodes, kernels, unsupported, tflite_rules(nodes, folded)
+    nodes = device.backend.runtime_nodes(artifact, runs=runs)
+    kernels, unsupported = kernels_of(nodes)
+    return nodes, kernels, unsupported, fusion_rules(_original_ops(artifact), nodes)
 
 
 def decompose(device, model, input_shape=None, runs: int = 3) -> Decomposition:
@@ -202,9 +225,7 @@ def decompose(device, model, input_shape=None, runs: int = 3) -> Decomposition:
         device = get_device(device)
     require_kernels(device)
     artifact = device.prepare(model, input_shape)
-    nodes = device.backend.runtime_nodes(artifact, runs=runs)
-    kernels, unsupported = kernels_of(nodes)
+    nodes, kernels, unsupported, rules = runtime_kernels(device, artifact, runs)
     shape = next(iter(artifact.input_shapes.values()), ())
     return Decomposition(model=artifact.name, device=device.name, input_shape=tuple(shape), kernels=kernels,
-                         unsupported=unsupported, rules=fusion_rules(_original_ops(artifact), nodes),
-                         nodes_ms=sum(n.ms for n in nodes))
+                         unsupported=unsupported, rules=rules, nodes_ms=sum(n.ms for n in nodes))

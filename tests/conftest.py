@@ -18,3 +18,12 @@ def built(tmp_path_factory):
     from tests.latency.kernel_helpers import build_small
     db = tmp_path_factory.mktemp("kernels") / "k.db"
     return db, build_small(db)
+
+
+@pytest.fixture(scope="session")
+def built_litert(tmp_path_factory):
+    """(database, build report) of a small kernel table on the litert-cpu device (cheap protocol), built once."""
+    pytest.importorskip("litert_torch")
+    from tests.latency.kernel_helpers import build_small_litert
+    db = tmp_path_factory.mktemp("kernels-litert") / "k.db"
+    return db, build_small_litert(db)

@@ -59,13 +59,29 @@ def test_predict_errors_are_one_line(tmp_path):
                           "no kernel table for device 'cpu'")
     assert_one_line_error(hwnas("predict", "--model", "nosuchnet", "--db", tmp_path / "none.db"), "nosuchnet")
     assert_one_line_error(hwnas("predict", "--model", "resnet18", "--input-shape", "1x3x8x8"), "--input-size")
+    assert_one_line_error(hwnas("predict", "--device", "torch-cpu", "--model", "resnet18", "--db",
+                                tmp_path / "none.db"), "does not show the kernels it runs: prediction from kernels")
     assert_one_line_error(hwnas("predict", "--device", "litert-cpu", "--model", "resnet18", "--db",
-                                tmp_path / "none.db"), "prediction from kernels reads onnxruntime's optimised graph")
+                                tmp_path / "none.db"), "no kernel table for device 'litert-cpu'")
 
 
 def test_lut_kernels_refuses_a_device_whose_runtime_does_not_show_its_kernels(tmp_path):
-    r = hwnas("lut", "kernels", "--device", "litert-cpu", "--db", tmp_path / "k.db")
-    assert_one_line_error(r, "a kernel table reads onnxruntime's optimised graph")
+    r = hwnas("lut", "kernels", "--device", "torch-cpu", "--db", tmp_path / "k.db")
+    assert_one_line_error(r, "does not show the kernels it runs: a kernel table reads")
+
+
+def test_predict_on_litert_from_its_kernel_table_with_the_measurement_beside_it(built_litert):
+    db, _ = built_litert
+    r = hwnas("predict", "--device", "litert-cpu", "--model", "mobilenet_v2", "--input-size", "64", "--db", db,
+              "--validate", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    check(data, "predict")
+    assert data["device"] == "litert-cpu" and data["complete"] and data["predicted_ms"] > 0
+    assert data["measured"]["ms"] > 0 and data["correction"]["n_networks"] == 3
+    kinds = {k["kind"] for k in data["kernels"]}
+    assert {"conv", "dwconv", "add", "gap", "fc", "transpose"} <= kinds and "pad" not in kinds
+    assert all(k["op"].startswith("tflite:") and k["ms"] > 0 for k in data["kernels"])
 
 
 def test_lut_kernels_builds_resumes_and_reports(tmp_path):

@@ -87,3 +87,11 @@ class LiteRTBackend(HostBackend):
             else:
                 it.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
         return it.invoke
+
+    def runtime_nodes(self, artifact: Artifact, runs: int = 3):
+        """The operators of the .tflite file in execution order, NHWC shapes, options and constant operands
+        (hwnas.latency.tflite_graph): what XNNPACK runs, one operator each. LiteRT here has no per-node profiler,
+        so the nodes carry no times (`runs` is not used)."""
+        from hwnas.latency.tflite_graph import read_nodes
+        self.last_profiled_run_ms = None
+        return read_nodes(artifact.path)

@@ -17,6 +17,9 @@ and every kernel found are committed in one transaction keyed (fingerprint, bund
 unsettled bundles of the chunk in flight, and a rerun skips every stored bundle and never stores one twice. What
 the runtime fused is recorded as the table's rules.
 
+On a LiteRT device (no per-node profiler here) each model is instead identical copies of one configuration's
+TFLite operator (hwnas.latency.tflite_kernels), so a kernel's share of its model is exactly one over the copies.
+
 Stored raw, turned into kernel latencies when a predictor is fitted (hwnas.latency.kernel_predict): a kernel's
 latency is its share of its bundle's measured latency after the runtime's per-run and per-node cost.
 
@@ -35,7 +38,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -263,18 +266,28 @@ def _checked_sample(s, where: str) -> tuple:
 
 
 # -- planning -----------------------------------------------------------------------------------------------
-def initial_plan(samples: int, seed: int) -> list[dict]:
-    """Round 0: the overhead chains and `samples` configurations spread over the target kinds by SHARES."""
+def initial_plan(samples: int, seed: int, fmt: str = "onnx") -> list[dict]:
+    """Round 0: the overhead chains and `samples` configurations spread over the target kinds by the shares of the
+    artifact format's models (kernel_models for onnx, tflite_kernels for tflite)."""
     rng = np.random.default_rng([seed, 0])
+    shares, sampler = _sampling(fmt)
     specs = [overhead_spec(n) for n in OVERHEAD_NODES]
-    total = sum(SHARES.values())
-    for kind, share in SHARES.items():
-        specs += [sample_spec(kind, rng) for _ in range(max(MIN_PER_KIND, round(samples * share / total)))]
+    total = sum(shares.values())
+    for kind, share in shares.items():
+        specs += [sampler(kind, rng) for _ in range(max(MIN_PER_KIND, round(samples * share / total)))]
     return _unique(specs)
 
 
+def _sampling(fmt: str):
+    """(shares per target kind, sampler) of the kernel models of an artifact format."""
+    if fmt == "tflite":
+        from hwnas.latency import tflite_kernels
+        return tflite_kernels.SHARES, tflite_kernels.sample_spec
+    return SHARES, sample_spec
+
+
 def adaptive_plan(errors: dict[str, list[tuple[float, dict]]], n: int, seed: int, round_: int,
-                  bound: float) -> list[dict]:
+                  bound: float, fmt: str = "onnx") -> list[dict]:
     """Configurations near the specs whose kernels a regressor got wrong by more than `bound` (relative,
     out-of-bag), spread over kinds in proportion to their count of such specs."""
     rng = np.random.default_rng([seed, round_])
@@ -282,10 +295,10 @@ def adaptive_plan(errors: dict[str, list[tuple[float, dict]]], n: int, seed: int
            for kind, rows in errors.items()}
     bad = {k: v for k, v in bad.items() if v}
     total = sum(len(v) for v in bad.values())
-    specs = []
+    specs, sampler = [], _sampling(fmt)[1]
     for kind, worst in sorted(bad.items()):
         for i in range(max(1, round(n * len(worst) / total))):
-            specs.append(near(worst[i % len(worst)], rng))
+            specs.append(near(worst[i % len(worst)], rng, sampler))
     return _unique(specs)
 
 
@@ -300,9 +313,19 @@ def _unique(specs: list[dict]) -> list[dict]:
 
 
 # -- building -----------------------------------------------------------------------------------------------
-def model_file(specs: list[dict], folder: Path) -> Path:
-    """The bundle's ONNX file in `folder` (written once, atomically)."""
+def model_groups(specs: list[dict], fmt: str) -> list[list[dict]]:
+    """The specs of each model a round times: bundles of several on onnxruntime, one spec each on LiteRT."""
+    return bundles(specs) if fmt == "onnx" else [[s] for s in specs]
+
+
+def model_file(specs: list[dict], folder: Path, fmt: str = "onnx") -> Path:
+    """The bundle's model file in `folder` (written once, atomically): ONNX, or for tflite the copies of its one
+    spec's operator (hwnas.latency.tflite_kernels)."""
     import onnx
+    if fmt == "tflite":
+        from hwnas.latency.tflite_kernels import write_model
+        path = folder / f"{bundle_key(specs)}.tflite"
+        return path if path.exists() else write_model(specs[0], path)
     path = folder / f"{bundle_key(specs)}.onnx"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -314,28 +337,34 @@ def model_file(specs: list[dict], folder: Path) -> Path:
 
 def measure_round(device, table: KernelTable, round_: int, specs: list[dict], protocol: Protocol, folder: Path, *,
                   show_progress: bool = True, chunk: int = CHUNK) -> int:
-    """Measure every bundle of a round's specs not yet stored; returns how many bundles were measured."""
-    from hwnas.latency.kernels import fusion_rules, kernels_of
+    """Measure every bundle of a round's specs not yet stored; returns how many bundles were measured.
+
+    On a LiteRT device (no per-node profiler) each model is one spec's copies (tflite_kernels): its kernels get
+    equal shares, exact because they are identical; the overhead chains get none (nothing to take off per node)."""
+    from hwnas.latency.kernels import runtime_kernels
     from hwnas.latency.protocol import measure_latency
     fp = device.fingerprint()["key"]
+    fmt = device.artifact_format
     stored = table.done(fp)
-    groups = bundles(specs)
+    groups = model_groups(specs, fmt)
     todo = [b for b in groups if bundle_key(b) not in stored]
     measured = 0
     with progress(len(groups), f"kernel models, round {round_}", enabled=None if show_progress else False,
                   completed=len(groups) - len(todo)) as bar:
         for i in range(0, len(todo), chunk):
             part = {bundle_key(b): b for b in todo[i:i + chunk]}
-            arts = {k: device.prepare(str(model_file(b, folder))) for k, b in part.items()}
+            arts = {k: device.prepare(str(model_file(b, folder, fmt))) for k, b in part.items()}
 
             def settled(key, lat):
                 nonlocal measured
-                art = arts[key]
-                nodes = device.backend.runtime_nodes(art, runs=PROFILED_RUNS)
-                run_ms = device.backend.last_profiled_run_ms or sum(n.ms for n in nodes)
-                # the chains time the runtime, not kernels
-                kernels = kernels_of(nodes)[0] if part[key][0]["kind"] != "overhead" else []
-                rules = [r for r in fusion_rules(_original_ops(art.path), nodes) if " of " not in r]
+                chain = part[key][0]["kind"] == "overhead"  # the chains time the runtime, not kernels
+                nodes, kernels, _, rules = runtime_kernels(device, arts[key], PROFILED_RUNS)
+                if fmt == "tflite":   # identical copies: equal shares, one sample (copies are not evidence)
+                    nodes = [replace(n, ms=0.0 if chain else 1.0) for n in nodes]
+                    kernels = [replace(k, ms=1.0) for k in kernels[:1]]
+                run_ms = device.backend.last_profiled_run_ms or lat.ms
+                kernels = [] if chain else kernels
+                rules = [r for r in rules if " of " not in r]
                 measured += table.put_model(fp, round_, key, part[key], lat, nodes, kernels, run_ms, rules)
                 bar.advance()
 
@@ -366,11 +395,6 @@ def fit_networks_step(device, table: KernelTable, space, n: int, protocol: Proto
     for arch, ms in zip(archs, network_values(table.store, device, space, archs, FIT_PURPOSE)):
         table.set_network_ms(fp, sid, arch, ms)
     return measured
-
-
-def _original_ops(path) -> Counter:
-    import onnx
-    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def build_kernels(device, db_path=None, *, samples: int = DEFAULTS["samples"],
@@ -406,17 +430,18 @@ def build_kernels(device, db_path=None, *, samples: int = DEFAULTS["samples"],
         reason = "stored plan"
         if not specs:
             if r == 0:
-                specs, reason = initial_plan(samples, seed), "initial"
+                specs, reason = initial_plan(samples, seed, device.artifact_format), "initial"
             else:
                 fitted = KernelPredictor.fit(table, fp)
-                specs = adaptive_plan(fitted.oob_errors(), adaptive_samples, seed, r, error_bound)
+                specs = adaptive_plan(fitted.oob_errors(), adaptive_samples, seed, r, error_bound,
+                                      device.artifact_format)
                 reason = f"adaptive: {fitted.describe_errors(error_bound)}"
                 if not specs:
                     log(f"round {r}: every kind's out-of-bag error is within ±{error_bound:.0%}; no more samples")
                     break
             table.put_plan(fp, r, specs)
         have = table.done(fp)
-        groups = bundles(specs)
+        groups = model_groups(specs, device.artifact_format)
         skipped += sum(bundle_key(b) in have for b in groups)
         log(f"round {r}: {len(specs)} kernel configurations in {len(groups)} models ({reason})")
         measured += measure_round(device, table, r, specs, protocol, folder, show_progress=show_progress,

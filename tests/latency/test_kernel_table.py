@@ -2,6 +2,7 @@
 of kernel configurations measured once, a rerun measuring nothing, resume after SIGKILL with nothing lost or stored twice, the fusions
 recorded, adaptive rounds planned near the kernels the regressors get wrong, and export / import (checked whole)."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,9 +16,9 @@ from hwnas.errors import HwnasError
 from hwnas.latency.devices import get_device
 from hwnas.latency.kernel_models import SHARES, bundle_key, bundles
 from hwnas.latency.lut import LutStore
-from hwnas.latency.lut.kernel_table import KernelTable, adaptive_plan, build_kernels, initial_plan
+from hwnas.latency.lut.kernel_table import KernelTable, adaptive_plan, build_kernels, initial_plan, model_groups
 from tests.latency.lut_helpers import fast_protocol
-from tests.latency.kernel_helpers import SMALL
+from tests.latency.kernel_helpers import SMALL, SMALL_LITERT
 
 def test_a_build_measures_every_planned_bundle_once_and_a_rerun_measures_none(built):
     db, rep = built
@@ -115,13 +116,14 @@ BUILD = textwrap.dedent("""
     import sys
     from hwnas.latency.lut.kernel_table import build_kernels
     from tests.latency.lut_helpers import fast_protocol
-    build_kernels("cpu", sys.argv[1], samples=200, adaptive_rounds=0, protocol=fast_protocol(2, 20),
-                  show_progress=False)
+    build_kernels(sys.argv[2], sys.argv[1], samples=int(sys.argv[3]), adaptive_rounds=0,
+                  protocol=fast_protocol(2, 20), show_progress=False)
 """)
+SIZES = {"cpu": 200, "litert-cpu": 60}  # round 0 of each: enough models to be killed in the middle
 
 
-def _progress(db) -> tuple[int, int]:
-    """(bundles planned in round 0, bundles stored), read without writing (a plain read-only connection)."""
+def _progress(db, fmt: str) -> tuple[int, int]:
+    """(models planned in round 0, models stored), read without writing (a plain read-only connection)."""
     import sqlite3
     if not db.exists():
         return 0, 0
@@ -134,23 +136,26 @@ def _progress(db) -> tuple[int, int]:
             con.close()
     except sqlite3.OperationalError:  # the tables are not there yet
         return 0, 0
-    return len(bundles(plan)), stored
+    return len(model_groups(plan, fmt)), stored
 
 
-def _build_proc(db):
+def _build_proc(db, device: str):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.Popen([sys.executable, "-c", BUILD, str(db)], cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", BUILD, str(db), device, str(SIZES[device])], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
-def test_a_kernel_build_resumes_after_sigkill_losing_nothing_and_storing_nothing_twice(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", "litert-cpu"])
+def test_a_kernel_build_resumes_after_sigkill_losing_nothing_and_storing_nothing_twice(tmp_path, device):
     db = tmp_path / "k.db"
-    proc = _build_proc(db)
+    dev = get_device(device)
+    fp, fmt = dev.fingerprint()["key"], dev.artifact_format
+    proc = _build_proc(db, device)
     deadline = time.monotonic() + 300
     planned = stored = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        planned, stored = _progress(db)
+        planned, stored = _progress(db, fmt)
         if 3 <= stored < planned:
             break
         time.sleep(0.05)
@@ -158,13 +163,44 @@ def test_a_kernel_build_resumes_after_sigkill_losing_nothing_and_storing_nothing
     proc.wait()
     assert 3 <= stored < planned, proc.stderr.read().decode()[-2000:]
     table = KernelTable(db)
-    partial = table.count(_fp())[0]
+    partial = table.count(fp)[0]
     assert 3 <= partial < planned
-    rerun = _build_proc(db)
+    rerun = _build_proc(db, device)
     assert rerun.wait(600) == 0, rerun.stderr.read()
-    models = table.models(_fp())
-    groups = bundles(table.plan(_fp(), 0))
+    models = table.models(fp)
+    groups = model_groups(table.plan(fp, 0), fmt)
     assert len(models) == len(groups) and {m["spec"] for m in models} == {bundle_key(b) for b in groups}
-    samples = table.samples(_fp())
+    samples = table.samples(fp)
     assert len({(s["spec"], s["node"]) for s in samples}) == len(samples)  # no kernel stored twice
     assert {s["spec"] for s in samples} <= {m["spec"] for m in models}     # none without its model
+
+
+def test_a_litert_build_times_each_configuration_as_copies_of_its_operator_once(built_litert):
+    from hwnas.latency import tflite_kernels
+    from hwnas.latency.kernel_predict import KernelPredictor
+    db, rep = built_litert
+    table = KernelTable(db)
+    dev = get_device("litert-cpu")
+    fp = dev.fingerprint()["key"]
+    specs = [s for r in table.planned_rounds(fp) for s in table.plan(fp, r)]
+    models = table.models(fp)
+    assert rep.models == len(models) == len(specs) == rep.measured and rep.fit_networks == 3
+    assert {json.loads(m["json"])["specs"][0]["kind"] for m in models} == set(tflite_kernels.SHARES) | {"overhead"}
+    samples = table.samples(fp)
+    by_model = {m["spec"]: m for m in models}
+    # one sample per model (its copies are the same kernel), none for the overhead chains
+    assert len(samples) == len({s["spec"] for s in samples}) == sum(m["kind"] != "overhead" for m in models)
+    for s in samples:
+        m = by_model[s["spec"]]
+        assert m["nodes"] == tflite_kernels.copies(json.loads(m["json"])["specs"][0]) and m["nodes_ms"] == m["nodes"]
+    assert "XNNPACK delegate: one XNNPACK operator per TFLite operator (batch norms folded by the converter)" in \
+        rep.rules and "CONV_2D+RELU" in rep.rules
+    kp = KernelPredictor.fit(table, fp)
+    conv = next(s for s in samples if s["kind"] == "conv")
+    m = by_model[conv["spec"]]
+    # a copy's latency: the model's, less the runtime's per-run and per-node cost, over the copies
+    expected = max(m["ms"] - kp.overhead["a"] - kp.overhead["b"] * m["nodes"], 0.05 * m["ms"]) / m["nodes"]
+    assert math.exp(kp.kinds["conv"].y[0]) == pytest.approx(expected, rel=1e-9)
+    again = build_kernels("litert-cpu", db, protocol=fast_protocol(2, 3), show_progress=False, log=lambda m: None,
+                          **SMALL_LITERT)
+    assert again.measured == 0 and again.skipped == len(specs)
