@@ -119,12 +119,14 @@ def run_device(name: str, args) -> dict:
     p = np.array([preds[k] for k in keys])
     a = np.array([first[k] for k in keys])
     b = np.array([second[k] for k in keys])
+    whole = np.array([f"{m}@{s}" not in incomplete for m, s in keys])  # every kernel predicted
     result = {"device": name, "build": cost, "pairs": len(keys), "skipped": skipped,
               "incomplete": incomplete, "measure_minutes": measure_min,
               "predict_seconds": {"median": float(np.median(list(secs.values()))),
                                   "max": float(max(secs.values()))},
               "prediction_vs_first": figures(p, a), "prediction_vs_second": figures(p, b),
               "noise_floor": figures(b, a), "per_family": {},
+              "complete_vs_first": figures(p[whole], a[whole]) if whole.sum() >= 2 else None,
               "networks": [{"model": m, "size": s, "family": fams[(m, s)], "predicted_ms": preds[(m, s)],
                             "measured_ms": [first[(m, s)], second[(m, s)]], "predict_seconds": secs[(m, s)]}
                            for m, s in keys]}
@@ -139,6 +141,8 @@ def run_device(name: str, args) -> dict:
     print(row("prediction vs meas. 1", result["prediction_vs_first"]))
     print(row("prediction vs meas. 2", result["prediction_vs_second"]))
     print(row("noise floor (2 vs 1)", result["noise_floor"]))
+    if result["complete_vs_first"]:
+        print(row("complete only vs 1", result["complete_vs_first"]) + "  (no op listed as unpredictable)")
     print("per family (prediction vs measurement 1; last column: noise floor within ±10%)")
     for fam, f in result["per_family"].items():
         print(row(f"  {fam}", f) + f" {100 * f['noise_within_10pct']:>7.0f}%")

@@ -99,8 +99,9 @@ def kernels(device, samples, adaptive_rounds, adaptive_samples, error_bound, see
             runs, db, json_out, devices_file):
     """Time kernel configurations on DEVICE for `hwnas predict` (any network, not one space's): small models
     that make its runtime run each kind of kernel (convs, depthwise, fc, pools, SE, concat, ...), measured with
-    the protocol and split into kernels by the runtime's profiler, then adaptive rounds where the per-kind
-    regressors' error is high. Resumable: a rerun continues where it stopped."""
+    the protocol and split into kernels by the runtime's profiler (on LiteRT, which has none: copies of one
+    operator per model), then adaptive rounds where the per-kind regressors' error is high. Resumable: a rerun
+    continues where it stopped."""
     from dataclasses import asdict
 
     from hwnas.latency.devices import get_device

@@ -9,7 +9,7 @@ from hwnas.commands._common import db_option, devices_option, model_options, mod
 @click.command("predict")
 @click.option("--device", "-d", default="cpu", show_default=True, help="Device whose kernel table predicts "
               "(build it with `hwnas lut kernels --device NAME`).")
-@model_options(".onnx")
+@model_options(".onnx / .tflite")
 @click.option("--per-kernel", is_flag=True, help="Show every kernel: its configuration, prediction and source.")
 @click.option("--validate", is_flag=True, help="Also measure the network on the device (the measurement protocol) "
               "and print the prediction's error.")

@@ -47,3 +47,15 @@ def test_activations_tflite_cannot_fuse_are_not_asked_of_a_conv():
     rng = np.random.default_rng(0)
     acts = {tflite_kernels.sample_spec("conv", rng)["act"] for _ in range(200)}
     assert acts <= set(tflite_kernels.FUSABLE) and len(acts) > 1
+
+
+def test_copies_read_the_same_inputs_as_a_network_s_kernel_reads_what_was_just_written(tmp_path):
+    from hwnas.latency.devices.litert import open_interpreter as load
+    spec = tflite_kernels.sample_spec("add", np.random.default_rng(3))
+    assert spec["inputs"] == "shared"
+    n = tflite_kernels.copies(spec)
+    shared = load(tflite_kernels.write_model(spec, tmp_path / "s.tflite"), threads=1)
+    assert n > 1 and len(shared.get_input_details()) == 2 and len(shared.get_output_details()) == n
+    older = {k: v for k, v in spec.items() if k != "inputs"}  # a table's stored plan from before: its own inputs
+    separate = load(tflite_kernels.write_model(older, tmp_path / "o.tflite"), threads=1)
+    assert len(separate.get_input_details()) == 2 * n
