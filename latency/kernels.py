@@ -206,11 +206,11 @@ def runtime_kernels(device, artifact, runs: int = 3) -> tuple[list, list[Kernel]
     if artifact.format == "tflite":
         from hwnas.latency.tflite_graph import fold_pads, fusion_rules as tflite_rules
         nodes = device.backend.runtime_nodes(artifact, runs=runs)
-        folded = 0
-        if getattr(device.backend.options, "xnnpack", True):
+        folded, xnnpack = 0, bool(getattr(device.backend.options, "xnnpack", True))
+        if xnnpack:
             nodes, folded = fold_pads(nodes)
         kernels, unsupported = kernels_of(nodes)
-        return nodes, kernels, unsupported, tflite_rules(nodes, folded)
+        return nodes, kernels, unsupported, tflite_rules(nodes, folded, xnnpack)
     nodes = device.backend.runtime_nodes(artifact, runs=runs)
     kernels, unsupported = kernels_of(nodes)
     return nodes, kernels, unsupported, fusion_rules(_original_ops(artifact), nodes)

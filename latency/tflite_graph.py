@@ -180,10 +180,11 @@ def fold_pads(nodes: list[RuntimeNode]) -> tuple[list[RuntimeNode], int]:
     return kept, folded
 
 
-def fusion_rules(nodes: list[RuntimeNode], folded_pads: int = 0) -> list[str]:
+def fusion_rules(nodes: list[RuntimeNode], folded_pads: int = 0, xnnpack: bool = True) -> list[str]:
     """What runs fused, as the file shows it: activations the converter fused into operators, pads folded into
-    convs (XNNPACK), and that the graph runs through the XNNPACK delegate."""
-    rules = {"XNNPACK delegate: one XNNPACK operator per TFLite operator (batch norms folded by the converter)"}
+    convs (XNNPACK), and which kernels run the operators (the XNNPACK delegate, or TFLite's builtin ones)."""
+    rules = {"XNNPACK delegate: one XNNPACK operator per TFLite operator (batch norms folded by the converter)"
+             if xnnpack else "TFLite builtin kernels, one per operator (batch norms folded by the converter)"}
     for n in nodes:
         act = ACTIVATION.get(n.attrs.get("fusedActivationFunction", 0))
         if act not in (None, "none"):

@@ -74,3 +74,12 @@ def test_a_file_that_is_not_a_tflite_model_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(HwnasError, match="cannot read x.tflite as a .tflite model"):
         read_nodes(bad)
+
+
+def test_without_xnnpack_no_pad_is_folded_and_the_rules_say_which_kernels_run(tmp_path):
+    from hwnas.latency.devices import get_device
+    devices = tmp_path / "devices.yaml"
+    devices.write_text("litert-builtin:\n  backend: litert\n  threads: 1\n  xnnpack: false\n")
+    dec = decompose(get_device("litert-builtin", str(devices)), "mobilenet_v2", (1, 3, 64, 64))
+    assert dec.by_kind()["pad"] == 5 and not any("XNNPACK" in r for r in dec.rules)
+    assert "TFLite builtin kernels, one per operator (batch norms folded by the converter)" in dec.rules
