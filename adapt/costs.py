@@ -99,6 +99,12 @@ class KernelLayerCosts(LayerCosts):
         self.source = (f"kernel table of {device.name} ({self.predictor.models} models, {n} kernel samples; "
                        f"{len(self.context)} of {len(self.specs)} convs matched to the runtime's kernels)")
 
+    def default_op(self, dw: bool) -> str:
+        """The runtime op of a conv not matched to a kernel: what the runtime runs such a conv as."""
+        if self.device.artifact_format == "tflite":
+            return "tflite:DEPTHWISE_CONV_2D" if dw else "tflite:CONV_2D"
+        return "com.microsoft.nchwc:Conv"
+
     def latency(self, name: str, cin: int, cout: int) -> float:
         if cin <= 0 or cout <= 0:
             return 0.0
@@ -106,7 +112,7 @@ class KernelLayerCosts(LayerCosts):
             from hwnas.latency.kernels import Kernel
             k, s, _, _, dw = self.specs[name]
             h, w = self.sizes[name]
-            op, act, add = self.context.get(name, ("com.microsoft.nchwc:Conv", "none", 0))
+            op, act, add = self.context.get(name, (self.default_op(dw), "none", 0))
             blocked = "nchwc" in op
             ci, co = (cin, cin) if dw else (cin, cout)
             if blocked:
@@ -122,7 +128,8 @@ def conv_contexts(device, model: nn.Module, input_shape) -> dict[str, tuple[str,
     """{conv name: (runtime op, fused activation, fused residual add)} for the convs of `model` that can be told
     apart in the runtime's kernels: each conv, in the order it runs, is matched to the first runtime conv kernel
     not matched yet with its input size, kernel, stride and output channels (rounded up to 8 where the runtime
-    blocks channels). Groups other than 1 or depthwise are left out (their cost is then a plain blocked conv's)."""
+    blocks channels); on LiteRT a conv whose pad XNNPACK folds in runs on the padded size. Groups other than 1 or
+    depthwise are left out (their cost is then a plain conv's of the runtime)."""
     from hwnas.latency.kernels import decompose
     from hwnas.latency.lut.layers import conv_calls
     kernels = [k for k in decompose(device, model, tuple(input_shape), runs=1).kernels if k.kind in ("conv", "dwconv")]
@@ -133,7 +140,8 @@ def conv_contexts(device, model: nn.Module, input_shape) -> dict[str, tuple[str,
             continue
         for i, k in enumerate(kernels):
             f = k.features()
-            if i in used or f["hw"] != hw or f["k"] != tuple(ks) or f["s"] != tuple(st):
+            padded = (hw[0] + 2 * m.padding[0], hw[1] + 2 * m.padding[1]) if isinstance(m.padding, tuple) else hw
+            if i in used or f["hw"] not in (hw, padded) or f["k"] != tuple(ks) or f["s"] != tuple(st):
                 continue
             if f["cout"] in (cout, _ceil8(cout)) and (k.kind == "dwconv") == (groups == cin and groups > 1):
                 used.add(i)

@@ -81,3 +81,23 @@ def test_kernel_layer_costs_come_from_the_kernel_table_and_time_nothing(built, t
     assert costs.delta(conv_changes(m, g, "head.0", 120)) == narrow - wide
     assert LayerCosts.source.startswith("measured per layer")
     costs.close()
+
+
+def test_kernel_layer_costs_on_litert_match_each_conv_to_its_tflite_operator(built_litert, tmp_path):
+    """The same on litert-cpu: convs matched to the .tflite operators XNNPACK runs (padded ones on their padded
+    size), costs predicted by LiteRT's kernel table, nothing timed."""
+    from hwnas.adapt.costs import KernelLayerCosts, conv_contexts
+    db = tmp_path / "k.db"
+    with sqlite3.connect(db) as copy:
+        sqlite3.connect(built_litert[0]).backup(copy)
+    m = TinyNet(width=32)
+    dev = get_device("litert-cpu")
+    ctx = conv_contexts(dev, m, SHAPE)
+    assert {"stem.0", "expand.0", "dw.0", "project.0", "branch_a.0", "branch_b.0", "head.0"} <= set(ctx)
+    assert ctx["dw.0"][0] == "tflite:DEPTHWISE_CONV_2D" and ctx["head.0"][0] == "tflite:CONV_2D"
+    assert ctx["stem.0"][1] == "relu" and ctx["project.0"][1] == "none"
+    costs = KernelLayerCosts(dev, m, SHAPE, db=db)
+    assert costs.source.startswith("kernel table of litert-cpu")
+    wide, narrow = costs.latency("head.0", 64, 128), costs.latency("head.0", 64, 8)
+    assert wide > narrow > 0 and costs.timed == 0 and costs.latency("dw.0", 64, 64) > 0
+    costs.close()
