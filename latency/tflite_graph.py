@@ -1,4 +1,4 @@
-""".tflite models read as the kernels LiteRT runs, and written: the graph side of kernel tables on LiteRT devices.
+""".tflite models read as the kernels LiteRT runs: the graph side of kernel tables on LiteRT devices.
 
     nodes = read_nodes("mobilenetv2.tflite")       # RuntimeNode per operator, NHWC shapes, options, constants
     classify(nodes[3])                             # ("dwconv", (("hw", (113, 113)), ("cin", 32), ...))
@@ -23,6 +23,7 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.latency.devices.base import RuntimeNode
+from hwnas.latency.kernels import _numel
 
 ACTIVATION = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh", 5: "sign_bit"}
 ACT_OPS = {"RELU": "relu", "RELU6": "relu6", "LOGISTIC": "sigmoid", "HARD_SWISH": "hardswish", "TANH": "tanh",
@@ -32,9 +33,8 @@ BINARY = {"ADD": "add", "SUB": "add", "MUL": "mul", "DIV": "mul", "MAXIMUM": "ad
           "SQUARED_DIFFERENCE": "mul"}
 POOLS = {"MAX_POOL_2D": "maxpool", "AVERAGE_POOL_2D": "avgpool"}
 CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
-# operands read as constants (a MEAN's axes, a TRANSPOSE's permutation, a RESHAPE's new shape, ...)
-CONST_INPUT = {"MEAN": "axes", "SUM": "axes", "TRANSPOSE": "perm", "RESHAPE": "new_shape", "PAD": "paddings",
-               "PADV2": "paddings", "SLICE": "begin"}
+# operands read as constants (a MEAN's axes, a TRANSPOSE's permutation, a PAD's paddings)
+CONST_INPUT = {"MEAN": "axes", "SUM": "axes", "TRANSPOSE": "perm", "PAD": "paddings", "PADV2": "paddings"}
 
 
 @lru_cache(maxsize=1)
@@ -101,10 +101,6 @@ def read_nodes(path) -> list[RuntimeNode]:
 
 def _hw(shape) -> tuple[int, int]:
     return (int(shape[1]), int(shape[2])) if len(shape) == 4 else (1, 1)
-
-
-def _numel(shape) -> int:
-    return int(np.prod([max(int(d), 1) for d in shape])) if len(shape) else 1
 
 
 def classify(node) -> tuple[str, tuple] | None:

@@ -1,7 +1,7 @@
 """Small .tflite models that make LiteRT run a chosen kernel: what a kernel table times on a LiteRT device.
 
     spec = sample_spec("dwconv", rng)       # the configurations of hwnas.latency.kernel_models, LiteRT's kinds
-    write_model(spec, "k.tflite")           # `copies(spec)` copies of one TFLite operator, each on its own input
+    write_model(spec, "k.tflite")           # `copies(spec)` copies of one TFLite operator, on shared inputs
 
 LiteRT has no per-node profiler here, so a model cannot be split into its kernels by their measured shares as an
 onnxruntime bundle is. Instead each model holds identical copies of one operator, each with its own weights and
@@ -161,7 +161,8 @@ def _same(hw: int, s: int) -> int:
 
 
 def _copy(fb: _Flatbuffer, spec: dict) -> int:
-    """Add one copy of `spec`'s operator on inputs of its own; returns its output tensor."""
+    """Add one copy of `spec`'s operator (its inputs shared with the other copies when fb.shared); returns its
+    output tensor."""
     s = fb.s
     kind = spec["kind"]
     if kind == "overhead":
