@@ -74,6 +74,11 @@ class LatencyPredictor:
         self.fingerprint_key = fingerprint_key
         self.correction = dict(correction or IDENTITY)
         self._sampled: dict = {}  # (op sums, op counts) of the sampled networks min_latency uses, per (samples, seed)
+        # which ops were predicted from kernels, not timed (hwnas.latency.space_fill; None: every op was timed)
+        self.from_kernels: np.ndarray | None = None
+        self.sources = {"ops_from_table": len(self.table) - 1, "ops_from_kernels": 0, "kernel_ops": [],
+                        "correction": f"the table's, fitted on {self.correction.get('n_networks', 0)} measured "
+                                      f"networks"}
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -139,6 +144,13 @@ class LatencyPredictor:
     def features(self, archs) -> tuple[np.ndarray, np.ndarray]:
         idx = self.space.op_indices(np.asarray(archs, dtype=np.int64).reshape(-1, len(self.space.decisions())))
         return self.table[idx].sum(axis=1), (idx >= 0).sum(axis=1)
+
+    def kernel_ops(self, archs) -> np.ndarray:
+        """How many of each network's ops were predicted from the kernel table rather than timed."""
+        idx = self.space.op_indices(np.asarray(archs, dtype=np.int64).reshape(-1, len(self.space.decisions())))
+        if self.from_kernels is None:
+            return np.zeros(len(idx), dtype=np.int64)
+        return self.from_kernels[idx].sum(axis=1)
 
     def raw_batch(self, archs) -> np.ndarray:
         """Bare op sums, ms."""

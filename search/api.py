@@ -15,13 +15,21 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-def load_predictor(space, device, db=None, build_missing: bool = True, log: Callable[[str], None] = _quiet):
-    """The latency table's predictor for (space, device). If the table lacks ops of the space and
-    `build_missing`, they are timed on the device first (resumable), with a message saying so."""
+def load_predictor(space, device, db=None, build_missing: bool = True, log: Callable[[str], None] = _quiet,
+                   missing_ops: str = "build", show_progress: bool = True):
+    """The latency table's predictor for (space, device). If the table lacks ops of the space (or its correction):
+    with missing_ops="kernels" they are predicted from the device's kernel table (hwnas.latency.space_fill; the
+    predictor's `sources` says how many); else, with `build_missing`, they are timed on the device first
+    (resumable), with a message saying so."""
     from hwnas.latency.predict import LatencyPredictor
     try:
         return LatencyPredictor.for_space(space, device, db_path=db)
     except HwnasError as first:
+        if missing_ops == "kernels":
+            from hwnas.latency.space_fill import kernel_filled
+            log(f"the latency table of space {space.name!r} on device {device.name!r} is incomplete ({first}); "
+                f"completing it from the kernel table")
+            return kernel_filled(space, device, db, log=log, show_progress=show_progress)
         if not build_missing:
             raise
         from hwnas.latency.lut import build_lut
@@ -68,7 +76,8 @@ def search(config: SearchConfig | None = None, *, protocol=None, log: Callable[[
                         **c.estimator_options)
     dev = get_device(c.device, c.devices_file)
     dev.check()
-    predictor = load_predictor(space_obj, dev, c.db, build_missing=c.build, log=log)
+    predictor = load_predictor(space_obj, dev, c.db, build_missing=c.build, log=log, missing_ops=c.missing_ops,
+                               show_progress=show_progress)
     recorded = {**c.record(), "input_size": deploy, "train_size": train_size, "fingerprint": dev.fingerprint_key()}
     cached = CachedEstimator(est, out / CACHE)
     executor = c.executor

@@ -11,6 +11,7 @@ from typing import Any
 from hwnas.settings import finite, literal, record, require
 
 DEFAULT_W = -0.07  # MnasNet's soft-reward exponent
+MISSING_OPS = ("build", "kernels")  # what a search does with ops its latency table lacks: time them, or predict them
 
 
 def target_ms(target) -> float:
@@ -45,6 +46,7 @@ class SearchConfig:
     top_k: int = 5
     db: str | None = None
     build: bool = True               # build a missing latency table (False: fail instead)
+    missing_ops: str = "build"       # ops the table lacks: "build" (time them, as `build` says) or "kernels"
     executor: Any = "local"          # "local" (this process), "ray", or an hwnas.executor.Executor
     ray_address: str | None = None
     devices_file: str | None = None
@@ -57,6 +59,7 @@ class SearchConfig:
         self.target_ms = target_ms(self.target)
         require(self.train_size is None or (isinstance(self.train_size, int) and self.train_size >= 8),
                 "{} must be at least 8 px", "train_size")
+        require(self.missing_ops in MISSING_OPS, "{} must be one of " + ", ".join(MISSING_OPS), "missing_ops")
         self.strategy_options = dict(self.strategy_options or {})
         self.estimator_options = dict(self.estimator_options or {})
         if self.out is None:
@@ -89,7 +92,9 @@ class SearchConfig:
     def record(self) -> dict:
         """The settings a search run records; a resume must ask the same (samples may grow)."""
         rec = record(self, omit=("target", "w", "hard", "alpha", "beta", "out", "resume", "db", "build",
-                                 "executor", "ray_address", "devices_file", "train_device", "train_size"))
+                                 "executor", "ray_address", "devices_file", "train_device", "train_size", "missing_ops"))
+        if self.missing_ops != "build":  # predicted latencies are not timed ones: a resume must ask the same
+            rec["missing_ops"] = self.missing_ops
         return {**rec, "target_ms": self.target_ms, "reward": self.reward().to_dict()}
 
 

@@ -66,6 +66,9 @@ class Results:
             "replay_mismatches": self.replay_mismatches, "strategy_info": self.strategy.info(),
             "estimator_info": self.estimator.info(),
         }
+        sources = getattr(self.predictor, "sources", None)
+        if sources is not None:
+            summary["latency_sources"] = sources
         if self.device is not None:
             summary["device"] = {"name": self.device.name, "fingerprint": self.device.fingerprint()}
         if measured and self.reward.alpha == 0.0:
@@ -140,7 +143,8 @@ class Results:
             if tuple(r["arch"]) in seen:
                 continue
             seen.add(tuple(r["arch"]))
-            top.append({k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward")})
+            top.append({k: r[k] for k in ("i", "arch", "describe", "accuracy", "latency_ms", "reward", "kernel_ops")
+                        if k in r})
             if len(top) == count:
                 break
         return top

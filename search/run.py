@@ -136,8 +136,11 @@ class SearchRun(Results):
     def evaluate(self, arch, acc: float | None = None) -> dict:
         acc = float(self.estimator.estimate(arch)) if acc is None else acc
         lat = float(self.predictor.predict(arch))
-        return {"arch": list(arch), "describe": self.space.describe(arch), "accuracy": acc,
-                "latency_ms": lat, "reward": self.reward(acc, lat)}
+        rec = {"arch": list(arch), "describe": self.space.describe(arch), "accuracy": acc,
+               "latency_ms": lat, "reward": self.reward(acc, lat)}
+        if getattr(self.predictor, "from_kernels", None) is not None:  # some ops predicted, not timed: say how many
+            rec["kernel_ops"] = int(self.predictor.kernel_ops([arch])[0])
+        return rec
 
     def run(self) -> SearchResult:
         self.check_target()

@@ -48,6 +48,11 @@ from hwnas.progress import log as _log
               help="Best architectures re-measured on the device at the end.")
 @db_option
 @click.option("--build/--no-build", default=True, help="Build a missing latency table (--no-build: fail instead).")
+@click.option("--missing-ops", type=click.Choice(["build", "kernels"]), default="build", show_default=True,
+              help="Ops the latency table lacks: build (time them, unless --no-build) or kernels (predict them, and "
+                   "the correction if the table has none, from the device's kernel table, `hwnas lut kernels`; "
+                   "nothing is timed; the summary's latency_sources and each sample's kernel_ops say which figures "
+                   "were predicted).")
 @click.option("--json", "json_out", default=None, callback=writable_file,
               help="Write the summary as JSON (schema hwnas.search) to a file, or - for stdout (then no table).")
 @executor_options("accuracy estimates (in parallel batches)")
@@ -119,6 +124,10 @@ def _report(res) -> None:
                      if "measured_statistic" in b else ""))
     if s.get("hard_target") and not s["hard_target"]["met"]:
         console.print(s["hard_target"]["message"])
+    src = s.get("latency_sources") or {}
+    if src.get("ops_from_kernels"):
+        console.print(f"predicted latencies: {src['ops_from_table']} ops timed (the table), {src['ops_from_kernels']} "
+                      f"predicted from the kernel table; correction {src['correction']}")
     console.print(f"Pareto front: {s['pareto_size']} networks, hypervolume {s['hypervolume']:.4g} (ms x {value})")
     files = ", ".join(f"{res.out / n}" for n in ("samples.jsonl", "pareto.json", "pareto.png", "summary.json"))
     console.print(f"wrote {files}, {s['exported'].get('onnx')}"

@@ -24,9 +24,16 @@ def test_help_lists_the_contract_options():
     (["--target", "20ms", "--space", "pnas", "--strategy", "progressive", "-S", "bem=3"], "no option bem"),
     (["--target", "20ms", "--space", "pnas", "-S", "beam"], "KEY=VALUE"),
     (["--target", "20ms", "--space", "pnas", "--estimator", "supernet"], "sequence of its ops"),
+    (["--target", "20ms", "--missing-ops", "guess"], "--missing-ops"),
 ])
 def test_bad_input_is_one_clear_line(args, match, tmp_path):
     assert_one_line_error(hwnas("search", "--out", str(tmp_path / "run"), *args), match)
+
+
+def test_missing_ops_from_kernels_on_a_device_without_visible_kernels_is_one_clear_line(tmp_path):
+    r = hwnas("search", "--out", str(tmp_path / "run"), "--db", str(tmp_path / "t.db"), "--target", "20ms",
+              "--space", "mnasnet-tiny", "--device", "torch-cpu", "--missing-ops", "kernels")
+    assert_one_line_error(r, "does not show the kernels it runs")
 
 
 @pytest.mark.slow

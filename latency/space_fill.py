@@ -1,0 +1,144 @@
+"""A search space's latency table completed from the kernel predictor: the ops the table lacks predicted from their
+kernels, each figure marked with where it came from.
+
+    from hwnas.latency.space_fill import kernel_filled
+    p = kernel_filled(space, "cpu")             # a LatencyPredictor, as LatencyPredictor.for_space gives
+    p.sources                                   # {"ops_from_table": 2650, "ops_from_kernels": 34, "correction": ...}
+    p.kernel_ops(arch)                          # how many of this network's ops were predicted, not timed
+
+An op the table lacks (a space changed or grown since its table was built, an imported table of another space's
+ops, or no table at all) is built as its own small model, decomposed on the device into the kernels the runtime runs
+(hwnas.latency.kernels) and predicted by the device's kernel table (hwnas.latency.kernel_predict) as that model's
+latency: the figure the table would hold had the op been timed. An op with a kernel the table cannot predict is an
+error naming it, never 0 ms. The correction of the op sum is the table's own where its build finished (fitted on
+measured networks); without one it is fitted on whole networks of the space (the table's fit-network stream)
+predicted from their kernels, and says so. Nothing is timed.
+
+Predictions are stored in the database beside the kernel table (table kernel_fills), keyed by the kernel table's
+state (models, samples, fit networks): a rerun or a resumed search predicts nothing twice, a killed fill loses at
+most the op in flight, and a kernel table that has grown since is predicted afresh.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+from hwnas.progress import log as _log
+from hwnas.progress import progress
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kernel_fills (
+    fingerprint TEXT NOT NULL, state TEXT NOT NULL, item TEXT NOT NULL, ms REAL NOT NULL, json TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, state, item));
+"""
+FIT_NETWORKS = 24  # whole networks predicted from kernels to fit the correction where the table has none
+
+
+def _state(table, fp: str) -> str:
+    """The kernel table's state: predictions made from another state are not reused."""
+    models, samples = table.count(fp)
+    return f"models:{models}-samples:{samples}-networks:{len(table.networks(fp))}"
+
+
+class _Fills:
+    """Stored kernel predictions of ops and networks for one (fingerprint, kernel table state)."""
+
+    def __init__(self, db, fp: str, state: str):
+        self.db, self.fp, self.state = db, fp, state
+        self.db.executescript(SCHEMA)
+        self.have = {item: ms for item, ms in db.execute(
+            "SELECT item, ms FROM kernel_fills WHERE fingerprint=? AND state=?", (fp, state))}
+
+    def put(self, item: str, ms: float, detail: dict) -> None:
+        self.db.execute("INSERT OR IGNORE INTO kernel_fills VALUES (?,?,?,?,?)",
+                        (self.fp, self.state, item, float(ms), json.dumps(detail, sort_keys=True)))
+        self.have[item] = float(ms)
+
+
+def _predict(predictor, device, model, shape, what: str) -> tuple[float, dict]:
+    from hwnas.latency.kernels import decompose
+    pred = predictor.predict_decomposition(decompose(device, model, shape, runs=1))
+    if not pred.complete:
+        ops = ", ".join(sorted({f"{u['op']} ({u['why']})" for u in pred.unpredictable}))
+        raise HwnasError(f"{what} cannot be predicted from the kernel table of device {device.name!r}: {ops}; time "
+                         f"the space's table instead (`hwnas lut build`) or grow the kernel table")
+    return pred.ms, {"kernels": len(pred.rows), "kernel_sum_ms": pred.raw_ms}
+
+
+def kernel_filled(space, device, db=None, *, fit_networks: int = FIT_NETWORKS, show_progress: bool = True,
+                  log=_log):
+    """The LatencyPredictor of `space` on `device` (a Device or its name) from the space's table in `db` where it
+    has the op and from the device's kernel table (same database) where it does not; `.sources` says how many ops
+    came from each and where the correction came from, `.kernel_ops(arch)` how many of a network's ops were
+    predicted from kernels."""
+    from hwnas.latency.kernel_predict import KernelPredictor
+    from hwnas.latency.kernels import require_kernels
+    from hwnas.latency.lut.build import fit_archs, seeded_module, seeded_network
+    from hwnas.latency.lut.kernel_table import KernelTable
+    from hwnas.latency.predict import LatencyPredictor, correction_problem, describe_correction, fastest_problem
+    from hwnas.latency.lut.store import LutStore, space_id
+    from hwnas.search.spaces.base import batch_of
+    if isinstance(device, str):
+        from hwnas.latency.devices import get_device
+        device = get_device(device)
+    require_kernels(device, "predicting a space's missing ops from kernels")
+    table = KernelTable(LutStore(db))
+    store, fp = table.store, device.fingerprint_key()
+    specs = space.all_ops()
+    values = store.values(fp)
+    bad = next((k for k in (s.key for s in specs) if k in values and not (np.isfinite(values[k]) and values[k] > 0)),
+               None)
+    if bad is not None:
+        raise HwnasError(f"the latency table of device {device.name!r} in {store.path} holds {values[bad]} ms for op "
+                         f"{bad!r}; latencies must be finite and positive")
+    todo = [s for s in specs if s.key not in values]
+    corr = store.get_correction(fp, space_id(space))
+    if corr is not None and correction_problem(corr) is not None:
+        corr = None
+    predictor = KernelPredictor.load(device, table.path) if todo or corr is None else None
+    fills = _Fills(store.db, fp, _state(table, fp)) if predictor is not None else None
+    filled = {}
+    if todo:
+        left = [s for s in todo if s.key not in fills.have]
+        log(f"{len(todo)} of {len(specs)} ops of space {space.name!r} are not in the latency table of device "
+            f"{device.name!r}: predicted from its kernel table ({len(todo) - len(left)} stored already)")
+        with progress(len(todo), "ops from kernels", enabled=None if show_progress else False,
+                      completed=len(todo) - len(left)) as bar:
+            for s in left:
+                ms, detail = _predict(predictor, device, seeded_module(s, s.key), s.input_shape,
+                                      f"op {s.key!r} of space {space.name!r}")
+                fills.put(s.key, ms, detail)
+                bar.advance()
+        filled = {s.key: fills.have[s.key] for s in todo}
+    keys = [s.key for s in specs]
+    p = LatencyPredictor(space, np.array([values.get(k, filled.get(k)) for k in keys]), fp)
+    p.from_kernels = np.append(np.array([k in filled for k in keys]), False)
+    if corr is not None:
+        source = f"the table's, fitted on {corr.get('n_networks', 0)} measured networks"
+    else:
+        archs = fit_archs(space, fit_networks)
+        shape = (batch_of(space), 3, space.input_size, space.input_size)
+        item = {a: f"network:{space_id(space)}:{a!r}" for a in archs}
+        left = [a for a in archs if item[a] not in fills.have]
+        log(f"the latency table of space {space.name!r} has no correction: fitting one on {len(archs)} of its "
+            f"networks predicted from kernels ({len(archs) - len(left)} stored already)")
+        with progress(len(archs), "networks from kernels", enabled=None if show_progress else False,
+                      completed=len(archs) - len(left)) as bar:
+            for a in left:
+                ms, detail = _predict(predictor, device, seeded_network(space, a), shape, f"network {a!r}")
+                fills.put(item[a], ms, detail)
+                bar.advance()
+        s, n = p.features(archs)
+        corr = LatencyPredictor.fit_correction(s, n, [fills.have[item[a]] for a in archs],
+                                               fastest=lambda c: p.min_latency(correction=c))
+        source = f"fitted on {len(archs)} networks of the space predicted from kernels (none measured)"
+    p.correction = dict(corr)
+    why = fastest_problem(p.min_latency())
+    if why is not None:
+        raise HwnasError(f"the latency table of space {space.name!r} completed from kernels has an unusable "
+                         f"correction ({describe_correction(corr)}): it {why}")
+    p.sources = {"ops_from_table": len(specs) - len(todo), "ops_from_kernels": len(todo),
+                 "kernel_ops": [s.key for s in todo], "correction": source}
+    return p
