@@ -3,6 +3,7 @@ against the same architectures trained stand-alone, next to the ranking's own no
 
     .venv/bin/python bench/supernet.py --out /tmp/bench-ofa                 # mnasnet at 32x32 on digits
     .venv/bin/python bench/supernet.py --out /tmp/bench-ofa --archs 24 --standalone-steps 300 --seeds 0 1
+    .venv/bin/python bench/supernet.py --out /tmp/bench-hard --hard 4 --standalone-steps 500 --standalone-lr 0.02
 
 Stages, each cached under --out (a rerun continues where a kill left it):
   1. the supernet (estimator `ofa`, its checkpoint in --out), `--steps` sandwich steps;
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="mnasnet")
     ap.add_argument("--train-size", type=int, default=32)
     ap.add_argument("--data", default="digits")
+    ap.add_argument("--hard", type=int, default=0, metavar="COPIES",
+                    help="train and read on digits made harder (bench/netadapt.py's hard_digits: COPIES distorted, "
+                         "noisy copies of each training image, 2 of each validation image), written under --out; "
+                         "make them once before running --only processes side by side")
     ap.add_argument("--steps", type=int, default=1500, help="supernet training steps")
     ap.add_argument("--schedule", default="blockwise", help="the supernet's schedule (ofa's: sandwich, blockwise)")
     ap.add_argument("--lr", type=float, default=None, help="the supernet's learning rate (default: the schedule's)")
@@ -98,6 +103,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.hard:
+        from netadapt import hard_digits  # bench/netadapt.py, beside this file
+        args.data, _ = hard_digits(out, args.hard)
     space = get_space(args.space, input_size=args.train_size)
     sup_opts = dict(data=args.data, seed=0, train_device="cpu", steps=args.steps, lr=args.lr,
                     schedule=args.schedule, random_paths=args.random_paths, checkpoint=str(out / "ofa.safetensors"))

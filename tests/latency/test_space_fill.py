@@ -63,6 +63,7 @@ def test_no_table_every_op_and_the_correction_from_kernels(built, tmp_path, monk
     assert p.sources["ops_from_kernels"] == n_ops and p.sources["ops_from_table"] == 0
     assert sorted(p.sources["kernel_ops"]) == sorted(s.key for s in space.all_ops())
     assert "predicted from kernels" in p.sources["correction"] and p.correction["n_networks"] == 4
+    assert p.sources["calibration"].startswith("none")
     assert len(calls) == n_ops + 4  # every op, then the fit networks
     assert np.all(p.table[:-1] > 0)
     rng = np.random.default_rng(1)
@@ -93,18 +94,38 @@ def test_a_partial_table_keeps_its_timed_ops_and_correction(built, tmp_path, mon
         LatencyPredictor.for_space(space, "cpu", db)
     calls = counting_decompose(monkeypatch)
     p = kernel_filled(space, "cpu", db, show_progress=False, log=lambda m: None)
-    assert len(calls) == 2  # the two missing ops only; the correction is the table's
-    assert p.sources["kernel_ops"] == gone and p.sources["ops_from_table"] == len(space.all_ops()) - 2
+    timed = len(space.all_ops()) - 2
+    assert len(calls) == 2 + timed  # the missing ops, and the timed ones for the calibration; no network
+    assert p.sources["kernel_ops"] == gone and p.sources["ops_from_table"] == timed
     assert p.correction == whole.correction and "3 measured networks" in p.sources["correction"]
+    assert f"over {timed} timed ops" in p.sources["calibration"]
     keys = [s.key for s in space.all_ops()]
+    raw = {k: ms for k, ms in LutStore(db).db.execute("SELECT item, ms FROM kernel_fills")}
+    kept = [i for i, k in enumerate(keys) if k not in gone]
+    a, c = np.polyfit([raw[keys[i]] for i in kept], [whole.table[i] for i in kept], 1)
+    if a <= 0:  # the fallback: the ratio of the sums
+        a, c = sum(whole.table[i] for i in kept) / sum(raw[keys[i]] for i in kept), 0.0
     for i, k in enumerate(keys):
         if k in gone:
-            assert p.table[i] > 0 and p.from_kernels[i]
+            assert p.table[i] == pytest.approx(max(a * raw[k] + c, 0.05 * a * raw[k])) and p.from_kernels[i]
         else:
             assert p.table[i] == whole.table[i] and not p.from_kernels[i]
     arch = next(a for a in (space.sample(np.random.default_rng(s)) for s in range(200))
                 if any(o.key in gone for o in space.ops(a)))
     assert p.kernel_ops([arch])[0] == sum(o.key in gone for o in space.ops(arch))
+
+
+def test_a_table_with_too_few_timed_ops_gets_its_correction_from_kernel_predicted_networks(built, tmp_path):
+    from hwnas.latency.lut import build_lut
+    from hwnas.latency.lut.store import LutStore
+    from hwnas.latency.space_fill import MIN_CALIBRATION, kernel_filled
+    db, space = copy_db(built, tmp_path), micro_space()
+    build_lut(space, "cpu", db, **fast_build(fit_networks=3))
+    keys = [s.key for s in space.all_ops()]
+    LutStore(db).db.executemany("DELETE FROM measurements WHERE key=?", [(k,) for k in keys[MIN_CALIBRATION - 1:]])
+    p = kernel_filled(space, "cpu", db, fit_networks=3, show_progress=False, log=lambda m: None)
+    assert p.sources["ops_from_table"] == MIN_CALIBRATION - 1
+    assert p.sources["calibration"].startswith("none") and "predicted from kernels" in p.sources["correction"]
 
 
 def test_an_interrupted_fill_resumes_without_predicting_twice(built, tmp_path, monkeypatch):
@@ -196,3 +217,14 @@ def test_search_cli_with_missing_ops_from_kernels_says_which_figures_were_predic
         assert rec["kernel_ops"] == len(micro_space().ops(rec["arch"])) and rec["measured_ms"] > 0
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 3 and all(rec["kernel_ops"] > 0 for rec in samples)
+
+
+def test_the_calibration_line_and_its_fallbacks():
+    from hwnas.latency.space_fill import FLOOR, _calibrated, _calibration
+    pred = np.array([0.1, 0.5, 1.0, 4.0])
+    a, c = _calibration(pred, 0.8 * pred - 0.02)
+    assert (a, c) == (pytest.approx(0.8), pytest.approx(-0.02))
+    assert _calibrated(2.0, (a, c)) == pytest.approx(1.58)
+    assert _calibrated(0.01, (a, c)) == pytest.approx(FLOOR * a * 0.01)  # never below a share of the prediction
+    timed = np.array([4.0, 2.0, 1.0, 0.5])  # a falling line: the ratio of the sums instead
+    assert _calibration(pred, timed) == (pytest.approx(timed.sum() / pred.sum()), 0.0)
