@@ -6,9 +6,10 @@
 Builds (or reuses, in --db) the space's op table and the device's kernel table, then measures `--samples` held-out
 networks of the space twice (hwnas.latency.validate: the table's own accuracy and the noise floor). Then, on a
 copy of the database, a seeded random share of the op rows is deleted (nested: the 25% include the 10%; 1.0: no
-timed op left, as for a space never timed) and the missing ops are predicted from the kernel table; printed: each predicted op against its timed value, and the held-out
-networks predicted by the completed table against their measurement. Last, the table with every op but no
-correction: the correction fitted on networks predicted from kernels, against the measured one.
+timed op left, as for a space never timed) and the missing ops are predicted from the kernel table; printed: each
+predicted op against its timed value, and the held-out networks predicted by the completed table against their
+measurement. Last, the table with every op but no correction: the correction fitted on networks predicted from
+kernels, against the measured one.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ most the op in flight, and a kernel table that has grown since is predicted afre
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 
@@ -64,6 +65,15 @@ class _Fills:
         self.db.execute("INSERT OR IGNORE INTO kernel_fills VALUES (?,?,?,?,?)",
                         (self.fp, self.state, item, float(ms), json.dumps(detail, sort_keys=True)))
         self.have[item] = float(ms)
+
+    def predict_all(self, jobs: list[tuple], predictor, device, total: int, description: str,
+                    show_progress: bool) -> None:
+        """Predict and store each job = (item, make_model, input_shape, what), with a bar over `total` items."""
+        with progress(total, description, enabled=None if show_progress else False,
+                      completed=total - len(jobs)) as bar:
+            for item, make, shape, what in jobs:
+                self.put(item, *_predict(predictor, device, make(), shape, what))
+                bar.advance()
 
 
 def _calibration_sample(timed: list) -> list:
@@ -146,15 +156,12 @@ def kernel_filled(space, device, db=None, *, fit_networks: int = FIT_NETWORKS, s
             f"{device.name!r}: predicted from its kernel table"
             + (f", calibrated on {len(sample)} timed ops" if sample else "")
             + f" ({len(wanted) - len(left)} stored already)")
-        with progress(len(wanted), "ops from kernels", enabled=None if show_progress else False,
-                      completed=len(wanted) - len(left)) as bar:
-            for s in left:
-                ms, detail = _predict(predictor, device, seeded_module(s, s.key), s.input_shape,
-                                      f"op {s.key!r} of space {space.name!r}")
-                fills.put(s.key, ms, detail)
-                bar.advance()
+        fills.predict_all([(s.key, partial(seeded_module, s, s.key), s.input_shape,
+                            f"op {s.key!r} of space {space.name!r}") for s in left],
+                          predictor, device, len(wanted), "ops from kernels", show_progress)
         if sample:
-            calib = _calibration(np.array([fills.have[s.key] for s in sample]), np.array([values[s.key] for s in sample]))
+            calib = _calibration(np.array([fills.have[s.key] for s in sample]),
+                                 np.array([values[s.key] for s in sample]))
         filled = {s.key: _calibrated(fills.have[s.key], calib) for s in todo}
     keys = [s.key for s in specs]
     p = LatencyPredictor(space, np.array([values.get(k, filled.get(k)) for k in keys]), fp)
@@ -168,12 +175,8 @@ def kernel_filled(space, device, db=None, *, fit_networks: int = FIT_NETWORKS, s
         left = [a for a in archs if item[a] not in fills.have]
         log(f"the latency table of space {space.name!r} has no correction: fitting one on {len(archs)} of its "
             f"networks predicted from kernels ({len(archs) - len(left)} stored already)")
-        with progress(len(archs), "networks from kernels", enabled=None if show_progress else False,
-                      completed=len(archs) - len(left)) as bar:
-            for a in left:
-                ms, detail = _predict(predictor, device, seeded_network(space, a), shape, f"network {a!r}")
-                fills.put(item[a], ms, detail)
-                bar.advance()
+        fills.predict_all([(item[a], partial(seeded_network, space, a), shape, f"network {a!r}") for a in left],
+                          predictor, device, len(archs), "networks from kernels", show_progress)
         s, n = p.features(archs)
         corr = LatencyPredictor.fit_correction(s, n, [fills.have[item[a]] for a in archs],
                                                fastest=lambda c: p.min_latency(correction=c))

@@ -91,8 +91,8 @@ class SearchConfig:
 
     def record(self) -> dict:
         """The settings a search run records; a resume must ask the same (samples may grow)."""
-        rec = record(self, omit=("target", "w", "hard", "alpha", "beta", "out", "resume", "db", "build",
-                                 "executor", "ray_address", "devices_file", "train_device", "train_size", "missing_ops"))
+        rec = record(self, omit=("target", "w", "hard", "alpha", "beta", "out", "resume", "db", "build", "executor",
+                                 "ray_address", "devices_file", "train_device", "train_size", "missing_ops"))
         if self.missing_ops != "build":  # predicted latencies are not timed ones: a resume must ask the same
             rec["missing_ops"] = self.missing_ops
         return {**rec, "target_ms": self.target_ms, "reward": self.reward().to_dict()}

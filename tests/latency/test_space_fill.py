@@ -203,7 +203,8 @@ def test_search_cli_with_missing_ops_from_kernels_says_which_figures_were_predic
     args = ["search", "--space", SPACE, "--db", str(db), "--target", "10ms", "--samples", "3", "--top-k", "1",
             "--out", str(out), "--json", "-"]
     refused = CliRunner().invoke(cli, args + ["--no-build"])
-    assert refused.exit_code != 0 and "lacks 14 of 14 ops" in str(refused.exception)  # as before: a missing table is not built
+    # as before: with --no-build a missing table is not built
+    assert refused.exit_code != 0 and "lacks 14 of 14 ops" in str(refused.exception)
     r = CliRunner().invoke(cli, args + ["--missing-ops", "kernels"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
