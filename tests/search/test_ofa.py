@@ -82,7 +82,9 @@ def test_the_mlp_is_refitted_from_cached_estimates_to_the_same_predictions(space
     first.warm_up()
     archs = [space.sample(np.random.default_rng(9)) for _ in range(5)]
     pred = first.estimate_many(archs)
-    assert pred == [first.estimate(a) for a in archs] and all(0.0 <= p <= 1.0 for p in pred)
+    # one at a time or together: the same figures up to float32 rounding (a BLAS may sum a batch of 1 and a batch
+    # of 5 in different orders: seen here, 0.10795765 against 0.10795766)
+    assert pred == pytest.approx([first.estimate(a) for a in archs], rel=1e-5) and all(0.0 <= p <= 1.0 for p in pred)
     info = first.info()["predictor"]
     assert info["fit"] == 24 and info["held_out"] == 5 and -1 <= info["held_out_spearman"] <= 1
     assert (tmp_path / "ofa.evals.jsonl").read_text().count("\n") == 24  # the supernet's values, cached
