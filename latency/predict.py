@@ -59,6 +59,12 @@ def fastest_problem(ms: float) -> str | None:
     return None if math.isfinite(ms) and ms > 0 else f"predicts {ms:.4g} ms for the fastest network"
 
 
+def unusable_latency(keys, values: dict) -> str | None:
+    """The first of `keys` whose stored latency in `values` is not a finite positive number (keys not in `values`
+    are not looked at), or None."""
+    return next((k for k in keys if k in values and not (math.isfinite(values[k]) and values[k] > 0)), None)
+
+
 def build_command(space, device) -> str:
     """The command that builds (or resumes, or refits) the table of `space` on `device`."""
     size = getattr(space, "input_size", None)
@@ -115,7 +121,7 @@ class LatencyPredictor:
             raise HwnasError(f"{what} lacks {len(missing)} of {len(keys)} ops: run `{build_command(space, device)}`"
                              f"{hint}")
         table = np.array([values[k] for k in keys])
-        bad = next((k for k, v in zip(keys, table) if not (math.isfinite(v) and v > 0)), None)
+        bad = unusable_latency(keys, values)
         if bad is not None:
             raise HwnasError(f"{what} holds {values[bad]} ms for op {bad!r}; latencies must be finite and positive "
                              f"(delete the table or import a good one)")
@@ -141,13 +147,17 @@ class LatencyPredictor:
         return predictor
 
     # -- prediction -----------------------------------------------------------------------------------
+    def _indices(self, archs) -> np.ndarray:
+        """Each network's op indices into the table (-1: no op)."""
+        return self.space.op_indices(np.asarray(archs, dtype=np.int64).reshape(-1, len(self.space.decisions())))
+
     def features(self, archs) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.space.op_indices(np.asarray(archs, dtype=np.int64).reshape(-1, len(self.space.decisions())))
+        idx = self._indices(archs)
         return self.table[idx].sum(axis=1), (idx >= 0).sum(axis=1)
 
     def kernel_ops(self, archs) -> np.ndarray:
         """How many of each network's ops were predicted from the kernel table rather than timed."""
-        idx = self.space.op_indices(np.asarray(archs, dtype=np.int64).reshape(-1, len(self.space.decisions())))
+        idx = self._indices(archs)
         if self.from_kernels is None:
             return np.zeros(len(idx), dtype=np.int64)
         return self.from_kernels[idx].sum(axis=1)

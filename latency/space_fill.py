@@ -120,7 +120,8 @@ def kernel_filled(space, device, db=None, *, fit_networks: int = FIT_NETWORKS, s
     from hwnas.latency.kernels import require_kernels
     from hwnas.latency.lut.build import fit_archs, seeded_module, seeded_network
     from hwnas.latency.lut.kernel_table import KernelTable
-    from hwnas.latency.predict import LatencyPredictor, correction_problem, describe_correction, fastest_problem
+    from hwnas.latency.predict import LatencyPredictor, correction_problem, describe_correction, fastest_problem, \
+        unusable_latency
     from hwnas.latency.lut.store import LutStore, space_id
     from hwnas.search.spaces.base import batch_of
     if isinstance(device, str):
@@ -131,8 +132,7 @@ def kernel_filled(space, device, db=None, *, fit_networks: int = FIT_NETWORKS, s
     store, fp = table.store, device.fingerprint_key()
     specs = space.all_ops()
     values = store.values(fp)
-    bad = next((k for k in (s.key for s in specs) if k in values and not (np.isfinite(values[k]) and values[k] > 0)),
-               None)
+    bad = unusable_latency([s.key for s in specs], values)
     if bad is not None:
         raise HwnasError(f"the latency table of device {device.name!r} in {store.path} holds {values[bad]} ms for op "
                          f"{bad!r}; latencies must be finite and positive")
