@@ -11,7 +11,10 @@ Stages, each cached under --out (a rerun continues where a kill left it):
   3. the same architectures trained alone (`short-train`, `--standalone-steps`, on the supernet's split), once
      per seed of `--seeds`;
   4. `--fit` more random architectures read off the supernet, the accuracy predictor (estimator `ofa-mlp`)
-     fitted on them, and its ranking of stage 2's architectures.
+     fitted on them, and its ranking of stage 2's architectures;
+  5. with `--finetune K ...`: stage 2's architectures read off the supernet after K fine-tune steps each (the
+     supernet's weights as the start), and, as the control at equal cost, trained alone from scratch for the same
+     K steps (`short-train`, --standalone-lr, first seed).
 Printed: Spearman and Kendall of supernet vs stand-alone (each seed and their mean; the supernet read as top-1,
 and for the blockwise schedule also as likelihood, exp(-mean cross-entropy)), of the two stand-alone seeds
 (the noise ceiling: no estimator can rank better than training itself repeats), and of two trivial predictors
@@ -66,6 +69,39 @@ def standalone(args, space, ofa, archs) -> dict:
     return alone
 
 
+def scratch(args, space, ofa, archs) -> dict:
+    """The control for --finetune: each K of --finetune, stage 2's architectures trained alone for K steps."""
+    from hwnas.search.estimators import CachedEstimator, get_estimator
+    out, s = {}, args.seeds[0]
+    for k in args.finetune:
+        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu", steps=k,
+                              lr=args.standalone_lr)
+        short._split = ofa.split
+        t0 = time.perf_counter()
+        out[k] = estimate_in_chunks(CachedEstimator(short, Path(args.out) / f"standalone-seed{s}.jsonl"), archs)
+        print(f"from scratch, {k} steps: {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def finetuned(args, space, sup_opts, archs) -> dict:
+    """Each K of --finetune: stage 2's architectures read off the supernet after K fine-tune steps."""
+    from hwnas.search.estimators import CachedEstimator, get_estimator
+    out = {}
+    for k in args.finetune:
+        est = get_estimator("ofa", space, **sup_opts, finetune=k, finetune_lr=args.finetune_lr)
+        t0 = time.perf_counter()
+        out[k] = estimate_in_chunks(CachedEstimator(est, Path(args.out) / "supernet.jsonl"), archs)
+        print(f"supernet + {k} fine-tune steps: {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def train_mlp(args, space):
+    """The `train-mlp` predictor of --train-mlp K (its estimates cached under --out)."""
+    from hwnas.search.estimators import get_estimator
+    return get_estimator("train-mlp", space, data=args.data, seed=0, train_device="cpu", fit=args.fit,
+                         steps=args.train_mlp, lr=args.standalone_lr, evals=str(Path(args.out) / "train-mlp.jsonl"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="mnasnet")
@@ -87,10 +123,18 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", type=int, default=24)
     ap.add_argument("--standalone-steps", type=int, default=300)
     ap.add_argument("--standalone-lr", type=float, default=0.05)
-    ap.add_argument("--only", choices=["standalone", "supernet"], default=None,
-                    help="only the stand-alone training, or only the supernet's stages (training, estimates, the "
-                         "predictor's fit): two processes side by side; a last run without --only reports")
+    ap.add_argument("--only", choices=["standalone", "supernet", "train-mlp"], default=None,
+                    help="only the stand-alone training, only the supernet's stages (training, estimates, the "
+                         "predictor's fit), or only --train-mlp's estimates: processes side by side; a last run "
+                         "without --only reports")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="stand-alone training seeds")
+    ap.add_argument("--finetune", type=int, nargs="*", default=[], metavar="K",
+                    help="also read the architectures after K fine-tune steps from the supernet's weights, against "
+                         "K steps from scratch (stage 5)")
+    ap.add_argument("--finetune-lr", type=float, default=0.01, help="the fine-tune's learning rate (cosine)")
+    ap.add_argument("--train-mlp", type=int, default=0, metavar="K",
+                    help="also fit the accuracy predictor `train-mlp` on --fit architectures each trained alone for K "
+                         "steps (--standalone-lr), and rank stage 2's architectures with it")
     ap.add_argument("--fit", type=int, default=400, help="architectures the accuracy predictor is fitted on")
     ap.add_argument("--out", default="/tmp/bench-supernet")
     ap.add_argument("--threads", type=int, default=2)
@@ -118,6 +162,10 @@ def main(argv=None) -> int:
     archs = fit_archs(space, args.archs, seed=12345)
     if args.only == "standalone":
         standalone(args, space, ofa, archs)
+        scratch(args, space, ofa, archs)
+        return 0
+    if args.only == "train-mlp":
+        train_mlp(args, space).warm_up(log=print)
         return 0
 
     t0 = time.perf_counter()
@@ -130,11 +178,13 @@ def main(argv=None) -> int:
     print(f"supernet estimates of {len(archs)} architectures: {time.perf_counter() - t0:.1f} s", flush=True)
     likelihood = get_estimator("ofa", space, **sup_opts, metric="likelihood") if args.schedule != "sandwich" else None
     sup_like = CachedEstimator(likelihood, out / "supernet.jsonl").estimate_many(archs) if likelihood else None
+    tuned = finetuned(args, space, sup_opts, archs)
     if args.only == "supernet":
         if args.fit:
             get_estimator("ofa-mlp", space, fit=args.fit, metric=args.metric, **sup_opts).warm_up(log=print)
         return 0
     alone = standalone(args, space, ofa, archs)
+    control = scratch(args, space, ofa, archs)
     mean_alone = np.mean([alone[s] for s in args.seeds], axis=0)
     sizes = [size_of(space, a, args.train_size) for a in archs]
 
@@ -157,6 +207,13 @@ def main(argv=None) -> int:
     if len(args.seeds) >= 2:
         rank[f"stand-alone seed {args.seeds[0]} vs seed {args.seeds[1]} (noise ceiling)"] = ranks(
             alone[args.seeds[0]], alone[args.seeds[1]])
+    for k in args.finetune:
+        report.setdefault("finetune", {})[str(k)] = {"supernet": tuned[k], "scratch": control[k]}
+        for s in args.seeds:
+            rank[f"supernet + {k} fine-tune steps vs stand-alone seed {s}"] = ranks(tuned[k], alone[s])
+        rank[f"supernet + {k} fine-tune steps vs stand-alone mean"] = ranks(tuned[k], mean_alone)
+        rank[f"scratch {k} steps vs stand-alone mean"] = ranks(control[k], mean_alone)
+    report["finetune_lr"] = args.finetune_lr if args.finetune else None
     rank["params vs stand-alone mean"] = ranks(report["params_m"], mean_alone)
     rank["MACs vs stand-alone mean"] = ranks(report["macs_m"], mean_alone)
 
@@ -172,6 +229,18 @@ def main(argv=None) -> int:
         rank["predictor vs supernet"] = ranks(pred, sup_like if args.metric == "likelihood" else sup_acc)
         rank["predictor vs stand-alone mean"] = ranks(pred, mean_alone)
         report["predictor"] = {"metric": args.metric, "values": pred, **mlp.info()["predictor"]}
+
+    if args.train_mlp:
+        mlp = train_mlp(args, space)
+        t0 = time.perf_counter()
+        mlp.warm_up(log=print)
+        print(f"train-mlp fitted on {args.fit} architectures trained {args.train_mlp} steps each: "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        fit_set, fit_values = mlp.evaluations()
+        pred = mlp.estimate_many(archs)
+        rank["train-mlp vs stand-alone mean"] = ranks(pred, mean_alone)
+        report["train_mlp"] = {"steps": args.train_mlp, "fit_overlap": len(set(fit_set) & set(archs)),
+                               "values": pred, **mlp.info()["predictor"]}
 
     print(f"\n{args.space} at {args.train_size}x{args.train_size} on {args.data}: {len(archs)} random architectures")
     print(f"  supernet top-1 {min(sup_acc):.3f}..{max(sup_acc):.3f}; stand-alone ({args.standalone_steps} steps) "

@@ -44,6 +44,7 @@ KINDS = {
     "counts": "parameter and MAC counts of zoo models, by model source hash",
     "tensorrt": "TensorRT engines onnxruntime's TensorRT provider built (one per model, GPU and precision)",
     "kernels": "the small ONNX models a kernel table times (hwnas lut kernels), by kernel configuration",
+    "predictor": "the short-training estimates an accuracy predictor (train-mlp) is fitted on",
 }
 DEFAULT_MAX = "2GB"
 IN_USE_S = 3600.0

@@ -68,9 +68,9 @@ def test_info_table(root):
     assert r.exit_code == 0, r.output
     assert f"cache root: {root} (from HWNAS_CACHE)" in r.output
     assert "bound:      2.0 GB (from default); used 10.0 kB" in r.output
-    rows = {line.split()[0]: line.split()[1:3] for line in r.output.splitlines()[3:9]}
+    rows = {line.split()[0]: line.split()[1:3] for line in r.output.splitlines()[3:10]}
     assert rows == {"artifacts": ["2", "5.0"], "supernet": ["1", "5.0"], "counts": ["0", "0"], "tensorrt": ["0", "0"],
-                    "kernels": ["0", "0"], "total": ["3", "10.0"]}
+                    "kernels": ["0", "0"], "predictor": ["0", "0"], "total": ["3", "10.0"]}
 
 
 def test_clear_one_kind(root):
@@ -94,7 +94,7 @@ def test_clear_older_than_and_everything_keeps_the_data(root):
 
 @pytest.mark.parametrize("args, env, message", [
     (["cache", "clear", "--kind", "onnx"], {},
-     "Error: unknown cache kind 'onnx'; the kinds are artifacts, supernet, counts, tensorrt, kernels"),
+     "Error: unknown cache kind 'onnx'; the kinds are artifacts, supernet, counts, tensorrt, kernels, predictor"),
     (["cache", "clear", "--older-than", "a week"], {},
      "Error: --older-than 'a week' is not a duration; write it like 7d, 12h, 30m or 2w"),
     (["cache", "info"], {"HWNAS_CACHE_MAX": "2 gigs"},

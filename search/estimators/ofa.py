@@ -172,7 +172,7 @@ class OfaEstimator(SupernetEstimator):
                  lr: float | None = None, bn_batches: int = 8, random_paths: int = 2, distill: bool = True,
                  schedule: str = "blockwise", teacher: float = 0.15, metric: str = "top1", normalise: bool = False,
                  validate: int = 0, validate_steps: int = 300, checkpoint: str | None = None,
-                 checkpoint_every: int = 25):
+                 checkpoint_every: int = 25, finetune: int = 0, finetune_lr: float = 0.01):
         if not hasattr(space, "config") or not hasattr(space.config, "blocks"):
             raise HwnasError(f"the ofa estimator needs a MnasNet-family space; {getattr(space, 'name', space)!r} "
                              f"is not one")
@@ -193,11 +193,16 @@ class OfaEstimator(SupernetEstimator):
         self.normalise = flag("normalise", normalise)
         self.is_accuracy = metric == "top1"  # the likelihood is not a top-1: plots and summaries say "score"
         self.teacher_steps = max(1, round(self.teacher * self.steps)) if schedule == "blockwise" else 0
+        if int(finetune) < 0 or float(finetune_lr) <= 0:
+            raise HwnasError(f"ofa needs finetune >= 0 steps and finetune_lr > 0 (got {finetune}, {finetune_lr})")
+        self.finetune, self.finetune_lr = int(finetune), float(finetune_lr)
 
     def options(self):
         extra = {"schedule": self.schedule, "teacher": self.teacher} if self.schedule != "sandwich" else {}
         if self.normalise and self.schedule == "blockwise":
             extra["normalise"] = True
+        # how an architecture is read: in the estimates' key, not in the weights' (weights_key)
+        extra.update(finetune=self.finetune, **({"finetune_lr": self.finetune_lr} if self.finetune else {}))
         return {**super().options(), "random_paths": self.random_paths, "distill": self.distill, **extra}
 
     @property
@@ -206,11 +211,18 @@ class OfaEstimator(SupernetEstimator):
 
     def config(self):
         extra = {"metric": self.metric} if self.metric != "top1" else {}
-        return {**super().config(), **extra}
+        config = {**super().config(), **extra}
+        if not self.finetune:  # read as before fine-tuning existed: earlier estimates keep their key
+            config.pop("finetune")
+        return config
 
     def weights_key(self) -> str:
-        """What the supernet's weights depend on: the config without the metric it is read with."""
-        return key_of(super().config())
+        """What the supernet's weights depend on: the config without how an architecture is read off it (the
+        metric, the fine-tune)."""
+        config = super().config()
+        for k in ("finetune", "finetune_lr"):
+            config.pop(k, None)
+        return key_of(config)
 
     def _saved_state(self):
         path = self.checkpoint_path
@@ -322,8 +334,15 @@ class OfaEstimator(SupernetEstimator):
 
     # -- reading an architecture off it -------------------------------------------------------------
     def trained_model(self, arch):
-        """The network of `arch` with the supernet's weights, BatchNorm recalibrated on training batches."""
+        """The network of `arch` with the supernet's weights (then `finetune` steps on the labels, from the
+        seed's batch order, cosine from `finetune_lr`), BatchNorm recalibrated on training batches."""
         model = self.supernet().extract(tuple(arch))
+        if self.finetune:
+            from hwnas.data import make_loaders
+            from hwnas.train import seed_everything, train
+            seed_everything(self.seed)
+            loader, _ = make_loaders(self.split, self.batch_size, self.seed)
+            train(model, loader, steps=self.finetune, lr=self.finetune_lr, progress=False, device=self.train_device)
         if self.bn_batches:
             recalibrate_bn(model, self._batches(torch.Generator().manual_seed(self.seed)), self.bn_batches)
         return model.eval()

@@ -1,5 +1,5 @@
 """Evolution over predictors (Once-for-All's search, Cai et al. 2020): with an accuracy predictor that estimates a
-batch of architectures at once (estimator `ofa-mlp`) and the latency table, a whole evolution runs in memory,
+batch of architectures at once (estimator `ofa-mlp` or `train-mlp`) and the latency table, a whole evolution runs in memory,
 vectorised, before the first ask: `generations` rounds over a population of `population` architectures, each
 keeping the best `parent_ratio` by predicted reward, and filling the rest with mutants (each decision resampled
 with probability `mutate_prob`) and uniform crossovers of two parents, in `mutation_ratio` : rest.
@@ -8,7 +8,7 @@ The search then asks the best distinct architectures the evolution met, by predi
 search records each with the estimator's value and the table's latency, and re-measures its top-k on the device as
 for any strategy. `info()` says how many architectures the evolution evaluated, and how many a second.
 
-It needs an estimator with `predict_batch(archs)` (ofa-mlp); a search binds it (Strategy.bind)."""
+It needs an estimator with `predict_batch(archs)` (ofa-mlp, train-mlp); a search binds it (Strategy.bind)."""
 from __future__ import annotations
 
 import time
@@ -93,7 +93,7 @@ class PredictorEvolution(Strategy):
         if self._latency is None or self._reward is None or not hasattr(est, "predict_batch"):
             name = getattr(est, "name", None)
             raise HwnasError(f"strategy predictor-evolution needs an estimator that predicts a batch at once "
-                             f"(ofa-mlp){f', not {name!r}' if name else ''}, and a latency table")
+                             f"(ofa-mlp, train-mlp){f', not {name!r}' if name else ''}, and a latency table")
         est.warm_up()
         out = evolve(self.space, est.predict_batch, self._latency.predict_batch, self._reward, self.rng,
                      population=self.population, generations=self.generations, parent_ratio=self.parent_ratio,

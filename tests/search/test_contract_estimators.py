@@ -25,6 +25,7 @@ CHEAP = {
     "supernet": dict(steps=2, batch_size=16, bn_batches=1, validate=0),
     "ofa": dict(steps=2, batch_size=16, bn_batches=1, validate=0),
     "ofa-mlp": dict(steps=2, batch_size=16, bn_batches=1, validate=0, fit=10, hidden=8, layers=1),
+    "train-mlp": dict(steps=2, batch_size=16, fit=10, hidden=8, layers=1),
 }
 DATA = "digits"
 
@@ -35,11 +36,14 @@ def space(key):
 
 
 def make(name, key, checkpoint=None, seed=0, data=DATA, **over):
-    """The estimator at its CHEAP settings; one that keeps a checkpoint (the supernet) keeps it at `checkpoint`,
+    """The estimator at its CHEAP settings; one that keeps a checkpoint (the supernet) or the estimates it is
+    fitted on (train-mlp) keeps them at `checkpoint`,
     so that two instances train apart (by default a second one would reuse the first one's training)."""
     opts = {**CHEAP.get(name, {}), **over}
     if checkpoint is not None and "checkpoint" in keyword_options(estimator_class(name)):
         opts["checkpoint"] = str(checkpoint)
+    if checkpoint is not None and "evals" in keyword_options(estimator_class(name)):
+        opts["evals"] = str(checkpoint) + ".evals.jsonl"
     return get_estimator(name, space(key), data=data, seed=seed, **opts)
 
 

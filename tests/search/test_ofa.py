@@ -114,6 +114,33 @@ def test_the_mlp_learns_what_the_supernet_reads(space, tmp_path, monkeypatch):
     assert spearmanr(est.estimate_many(test), [value(None, a) for a in test])[0] > 0.7
 
 
+def test_train_mlp_is_fitted_on_short_trainings_cached_once(space, tmp_path, monkeypatch):
+    """train-mlp: its fit architectures' values are short-train's (each trained alone, `steps` steps), kept in
+    `evals` and keyed by the training's settings; a second instance refits from them without training; the
+    search's exported network is short-train's."""
+    from hwnas.search.estimators.short_train import ShortTrain
+    opts = dict(fit=12, hidden=8, layers=1, steps=3, batch_size=16, lr=0.05, evals=str(tmp_path / "fit.jsonl"))
+    first = get_estimator("train-mlp", space, data="digits", seed=0, **opts)
+    archs, values = first.evaluations()
+    alone = get_estimator("short-train", space, data="digits", seed=0, steps=3, batch_size=16, lr=0.05)
+    assert list(values[:2]) == [alone.estimate(a) for a in archs[:2]]
+    assert (tmp_path / "fit.jsonl").read_text().count("\n") == 12
+    info = first.info()["predictor"]
+    assert info["fitted_on"] == "short-train" and info["fit"] == 12 and info["held_out"] == 3
+    test = [space.sample(np.random.default_rng(9)) for _ in range(4)]
+    pred = first.estimate_many(test)
+    assert all(0.0 <= p <= 1.0 for p in pred)
+    calls = []
+    monkeypatch.setattr(ShortTrain, "estimate", lambda self, a: calls.append(a) or 0.0)
+    again = get_estimator("train-mlp", space, data="digits", seed=0, **opts)
+    assert again.estimate_many(test) == pred and not calls
+    more = get_estimator("train-mlp", space, data="digits", seed=0, **{**opts, "steps": 4})
+    with pytest.raises(AssertionError):  # other training settings are other estimates: trained afresh
+        monkeypatch.setattr(ShortTrain, "estimate", lambda self, a: (_ for _ in ()).throw(AssertionError("trains")))
+        more.warm_up()
+    assert first.weights_note == alone.weights_note and first.config_key() != more.config_key()
+
+
 # -- the blockwise schedule ---------------------------------------------------------------------------------
 def test_blockwise_steps_teach_random_blocks_the_teachers_features(space):
     """After the teacher is frozen, block-wise steps on random architectures lower the block-wise loss of
@@ -176,7 +203,9 @@ def test_blockwise_resumes_with_its_teacher_to_the_same_supernet(space, tmp_path
 @pytest.mark.parametrize("opts, match", [(dict(schedule="progressive"), "schedule is one of sandwich, blockwise"),
                                          (dict(schedule="blockwise", teacher=1.0), "between 0 and 1"),
                                          (dict(metric="top5"), "metric is one of top1, likelihood"),
-                                         (dict(normalise="maybe"), "normalise is true or false")])
+                                         (dict(normalise="maybe"), "normalise is true or false"),
+                                         (dict(finetune=-1), "finetune=-1 must not be negative"),
+                                         (dict(finetune=5, finetune_lr=0), "finetune_lr > 0")])
 def test_bad_schedule_settings_are_one_line(space, tmp_path, opts, match):
     with pytest.raises(HwnasError, match=match):
         make(space, tmp_path, **opts)
@@ -224,3 +253,32 @@ def test_normalised_blockwise_loss_weighs_each_block_by_its_features_variance(sp
         assert float(plain.blockwise_loss(small, big)) > 5 * float(plain.blockwise_loss(small, feats))
         a, b = float(scaled.blockwise_loss(small, feats)), float(scaled.blockwise_loss(small, big))
         assert a > 0 and b < 5 * a
+
+
+def test_a_finetuned_read_trains_the_slice_from_the_supernets_weights_and_leaves_the_supernet(space, tmp_path):
+    """finetune=K reads an architecture after K training steps that start from its slice: the same checkpoint (no
+    second supernet), another estimate cache key, the supernet's weights untouched, the same value twice, and a
+    network that differs from the plain slice and from the same K steps started from scratch."""
+    from hwnas.train import seed_everything, train
+    plain = make(space, tmp_path)
+    net = plain.supernet()
+    tuned = make(space, tmp_path, finetune=6, finetune_lr=0.05)
+    assert tuned.checkpoint_path == plain.checkpoint_path and tuned.steps_to_train() == 0
+    assert tuned.config_key() != plain.config_key() != make(space, tmp_path, finetune=7).config_key()
+    assert tuned.config()["finetune"] == 6 and "finetune" not in plain.config()
+    a = space.sample(np.random.default_rng(5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    first = tuned.trained_model(a)
+    assert all(torch.equal(before[k], v) for k, v in tuned.supernet().state_dict().items())
+    second = tuned.trained_model(a)
+    slice_ = plain.trained_model(a)
+    for (k, w1), w2, w0 in zip(first.state_dict().items(), second.state_dict().values(), slice_.state_dict().values()):
+        assert torch.equal(w1, w2), k
+    assert any(not torch.equal(w1, w0) for w1, w0 in zip(first.state_dict().values(), slice_.state_dict().values())
+               if w1.is_floating_point())
+    seed_everything(0)  # the same steps from scratch land elsewhere: the supernet's weights are the start
+    scratch = space.build(a, num_classes=10)
+    train(scratch, make_loaders(tuned.split, 16, 0)[0], steps=6, lr=0.05, progress=False)
+    conv = [k for k, v in first.state_dict().items() if v.ndim == 4][0]
+    assert not torch.allclose(first.state_dict()[conv], scratch.state_dict()[conv])
+    assert tuned.estimate(a) == tuned.estimate(a)
