@@ -6,7 +6,9 @@
 
 Registered: short-train (a few hundred SGD steps on the data, validation top-1), synflow and naswot
 (zero-cost proxies: a score from one forward/backward pass at initialisation, mapped to (0, 1) by a
-calibration on a fixed set of random architectures - a ranking signal, not an accuracy).
+calibration on a fixed set of random architectures - a ranking signal, not an accuracy), supernet (SPOS weight
+sharing), ofa (a once-for-all supernet), and two MLP predictors over the architecture encoding: ofa-mlp (fitted
+on the ofa supernet's reads) and train-mlp (fitted on short trainings).
 """
 from __future__ import annotations
 

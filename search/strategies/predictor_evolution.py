@@ -1,8 +1,9 @@
 """Evolution over predictors (Once-for-All's search, Cai et al. 2020): with an accuracy predictor that estimates a
-batch of architectures at once (estimator `ofa-mlp` or `train-mlp`) and the latency table, a whole evolution runs in memory,
-vectorised, before the first ask: `generations` rounds over a population of `population` architectures, each
-keeping the best `parent_ratio` by predicted reward, and filling the rest with mutants (each decision resampled
-with probability `mutate_prob`) and uniform crossovers of two parents, in `mutation_ratio` : rest.
+batch of architectures at once (estimator `ofa-mlp` or `train-mlp`) and the latency table, a whole evolution runs
+in memory, vectorised, before the first ask: `generations` rounds over a population of `population`
+architectures, each keeping the best `parent_ratio` by predicted reward, and filling the rest with mutants (each
+decision resampled with probability `mutate_prob`) and uniform crossovers of two parents, in `mutation_ratio` :
+rest.
 
 The search then asks the best distinct architectures the evolution met, by predicted reward, one per sample: the
 search records each with the estimator's value and the table's latency, and re-measures its top-k on the device as

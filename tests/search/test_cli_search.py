@@ -147,3 +147,26 @@ def test_once_for_all_search_latency_at_deployment_size_accuracy_at_train_size(t
     trained = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert trained["source"] == {"space": "mnasnet-tiny", "arch": summary["best"]["arch"]}
     assert trained["train_size"] == 16 and trained["input_size"] == 32 and trained["latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_train_mlp_search_fits_on_short_trainings_of_train_steps(tmp_path):
+    """`--estimator train-mlp --train-steps 2 --strategy predictor-evolution`: the MLP is fitted on `fit`
+    architectures each trained alone for 2 steps, their values kept in the cache's predictor folder; the run's
+    config and estimator info say so."""
+    import os
+    out = tmp_path / "run"
+    env = {**os.environ, "HWNAS_CACHE": str(tmp_path / "cache")}
+    r = hwnas("search", "--device", "cpu", "--space", "mnasnet-tiny", "--train-size", "16",
+              "--strategy", "predictor-evolution", "-S", "population=20", "-S", "generations=3",
+              "--estimator", "train-mlp", "--train-steps", "2", "-E", "batch_size=16", "-E", "fit=10",
+              "-E", "hidden=8", "--target", "1ms", "--samples", "3", "--top-k", "1", "--db", str(tmp_path / "lut.db"),
+              "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["estimator_options"]["steps"] == 2
+    predictor = summary["estimator_info"]["predictor"]
+    assert predictor["fitted_on"] == "short-train" and predictor["fit"] == 10
+    (evals,) = (tmp_path / "cache" / "predictor").glob("train-mlp-*.evals.jsonl")
+    rows = [json.loads(x) for x in evals.read_text().splitlines()]
+    assert len(rows) == 10 and all(0 <= row["value"] <= 1 for row in rows)
