@@ -18,7 +18,10 @@ steps; on mnasnet-tiny 0.02 left the teacher and the random architectures far we
 Reading an architecture: its slice is copied out into the network `space.build(arch)` makes (the very network
 a table times and a search exports), its BatchNorm statistics recalibrated on `bn_batches` training batches, and
 its top-1 measured on the validation split. `trained_model(arch)` is that network, so a search exports the
-supernet's weights for its best architecture.
+supernet's weights for its best architecture. With `finetune=K` the slice is first trained K steps on the labels
+(OFA's and few-shot NAS's remedy for a supernet that ranks poorly); measured on distorted digits
+(bench/supernet.py, README) it made the ranking worse, not better (Spearman 0.23 read as is, 0.05 / -0.07 / 0.02
+after 25 / 50 / 150 steps, where the same steps from scratch rank at 0.49 / 0.86 / 0.93).
 
 Training runs at the estimator space's input size: a search gives it the space at `--train-size` (32 for mnasnet
 on this machine), while the latency table stays at the deployment size (224). The checkpoint is kept in the cache
