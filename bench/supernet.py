@@ -4,6 +4,8 @@ against the same architectures trained stand-alone, next to the ranking's own no
     .venv/bin/python bench/supernet.py --out /tmp/bench-ofa                 # mnasnet at 32x32 on digits
     .venv/bin/python bench/supernet.py --out /tmp/bench-ofa --archs 24 --standalone-steps 300 --seeds 0 1
     .venv/bin/python bench/supernet.py --out /tmp/bench-hard --hard 4 --standalone-steps 500 --standalone-lr 0.02
+    .venv/bin/python bench/supernet.py --out /tmp/bench-hard --hard 4 --standalone-steps 500 --standalone-lr 0.02 \
+        --fit 200 --finetune 25 50 150 --train-mlp 50        # + fine-tuned reads, their control, train-mlp
 
 Stages, each cached under --out (a rerun continues where a kill left it):
   1. the supernet (estimator `ofa`, its checkpoint in --out), `--steps` sandwich steps;
@@ -14,7 +16,9 @@ Stages, each cached under --out (a rerun continues where a kill left it):
      fitted on them, and its ranking of stage 2's architectures;
   5. with `--finetune K ...`: stage 2's architectures read off the supernet after K fine-tune steps each (the
      supernet's weights as the start), and, as the control at equal cost, trained alone from scratch for the same
-     K steps (`short-train`, --standalone-lr, first seed).
+     K steps (`short-train`, --standalone-lr, first seed);
+  6. with `--train-mlp K`: the accuracy predictor `train-mlp` fitted on --fit other architectures each trained
+     alone for K steps (--standalone-lr), and its ranking of stage 2's architectures.
 Printed: Spearman and Kendall of supernet vs stand-alone (each seed and their mean; the supernet read as top-1,
 and for the blockwise schedule also as likelihood, exp(-mean cross-entropy)), of the two stand-alone seeds
 (the noise ceiling: no estimator can rank better than training itself repeats), and of two trivial predictors
