@@ -57,34 +57,32 @@ def size_of(space, arch, input_size: int) -> tuple[float, float]:
     return count_params(model) / 1e6, count_macs(model, (1, 3, input_size, input_size)) / 1e6
 
 
-def standalone(args, space, ofa, archs) -> dict:
-    """Stand-alone top-1 of `archs` per seed (cached under --out)."""
+def trained_alone(args, space, ofa, archs, seed: int, steps: int, what: str) -> list[float]:
+    """Top-1 of `archs` each trained alone for `steps` steps (short-train, --standalone-lr, `seed`), on the
+    supernet's validation split (one split for every figure: seeds differ in training only); cached under --out,
+    one file per seed, keyed by the settings inside."""
     from hwnas.search.estimators import CachedEstimator, get_estimator
-    out = Path(args.out)
-    alone = {}
-    for s in args.seeds:
-        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu",
-                              steps=args.standalone_steps, lr=args.standalone_lr)
-        short._split = ofa.split  # one validation split for every figure: seeds differ in training only
-        cached = CachedEstimator(short, out / f"standalone-seed{s}.jsonl")
-        t0 = time.perf_counter()
-        alone[s] = estimate_in_chunks(cached, archs)
-        print(f"stand-alone seed {s}: {cached.misses} trained now, {time.perf_counter() - t0:.0f} s", flush=True)
-    return alone
+    short = get_estimator("short-train", space, data=args.data, seed=seed, train_device="cpu", steps=steps,
+                          lr=args.standalone_lr)
+    short._split = ofa.split
+    cached = CachedEstimator(short, Path(args.out) / f"standalone-seed{seed}.jsonl")
+    t0 = time.perf_counter()
+    values = estimate_in_chunks(cached, archs)
+    print(f"{what}: {cached.misses} trained now, {time.perf_counter() - t0:.0f} s", flush=True)
+    return values
+
+
+def standalone(args, space, ofa, archs) -> dict:
+    """Stand-alone top-1 of `archs` per seed of --seeds (--standalone-steps)."""
+    return {s: trained_alone(args, space, ofa, archs, s, args.standalone_steps, f"stand-alone seed {s}")
+            for s in args.seeds}
 
 
 def scratch(args, space, ofa, archs) -> dict:
-    """The control for --finetune: each K of --finetune, stage 2's architectures trained alone for K steps."""
-    from hwnas.search.estimators import CachedEstimator, get_estimator
-    out, s = {}, args.seeds[0]
-    for k in args.finetune:
-        short = get_estimator("short-train", space, data=args.data, seed=s, train_device="cpu", steps=k,
-                              lr=args.standalone_lr)
-        short._split = ofa.split
-        t0 = time.perf_counter()
-        out[k] = estimate_in_chunks(CachedEstimator(short, Path(args.out) / f"standalone-seed{s}.jsonl"), archs)
-        print(f"from scratch, {k} steps: {time.perf_counter() - t0:.0f} s", flush=True)
-    return out
+    """The control for --finetune: each K of --finetune, stage 2's architectures trained alone for K steps (the
+    first seed)."""
+    return {k: trained_alone(args, space, ofa, archs, args.seeds[0], k, f"from scratch, {k} steps")
+            for k in args.finetune}
 
 
 def finetuned(args, space, sup_opts, archs) -> dict:
@@ -240,7 +238,7 @@ def main(argv=None) -> int:
         mlp.warm_up(log=print)
         print(f"train-mlp fitted on {args.fit} architectures trained {args.train_mlp} steps each: "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        fit_set, fit_values = mlp.evaluations()
+        fit_set, _ = mlp.evaluations()
         pred = mlp.estimate_many(archs)
         rank["train-mlp vs stand-alone mean"] = ranks(pred, mean_alone)
         report["train_mlp"] = {"steps": args.train_mlp, "fit_overlap": len(set(fit_set) & set(archs)),
